@@ -1,0 +1,31 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# TensorFlow's C++ start-up chatter is noise in test logs.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def run_env() -> dict:
+    """Environment for subprocesses that run this checkout's package with `python -m`."""
+    path = os.environ.get("PYTHONPATH", "")
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), path) if p))
+
+
+@pytest.fixture(scope="session")
+def known_answer_dir(tmp_path_factory) -> Path:
+    """A saved_models-style directory holding half_plus_two versions 1 and 2."""
+    from tfs_bench import known_answer
+
+    root = tmp_path_factory.mktemp("known_answer")
+    known_answer.write_models(str(root))
+    return root
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,99 @@
+"""Writes the known-answer SavedModels that server and client tests check exact outputs against.
+
+`python -m tfs_bench.known_answer --output_dir=DIR` writes `DIR/half_plus_two/{1,2}`:
+- `serving_default`: input `x` (float32, [batch, 3]) -> output `y` = 0.5 * x + 1 + version,
+  so version 1 is the classic y = 0.5x + 2 and version 2 answers y = 0.5x + 3;
+- `times_two`: input `x` -> output `y` = 2 * x.
+A model whose versions differ in their answer lets tests see which version served a request.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+from absl import app
+from absl import flags
+
+from tfs_bench import modelcard
+from tfs_bench import savedmodels
+
+MODEL_NAME = "half_plus_two"
+VERSIONS = (1, 2)
+WIDTH = 3
+
+
+def expected_output(x, version: int = 1, signature: str = "serving_default"):
+    """The answer a correct server returns (works on floats and numpy arrays)."""
+    if signature == "times_two":
+        return 2.0 * x
+    return 0.5 * x + 1.0 + version
+
+
+class _HalfPlus(tf.Module):
+    def __init__(self, version: int):
+        super().__init__()
+        self.offset = tf.Variable(1.0 + version, trainable=False)
+        spec = [tf.TensorSpec([None, WIDTH], tf.float32, name="x")]
+        self.serve = tf.function(self._serve, input_signature=spec)
+        self.times_two = tf.function(self._times_two, input_signature=spec)
+
+    def _serve(self, x):
+        return {"y": 0.5 * x + self.offset}
+
+    def _times_two(self, x):
+        return {"y": 2.0 * x}
+
+
+def _write(version: int, staged: Path) -> modelcard.ModelCard:
+    module = _HalfPlus(version)
+    signatures = {"serving_default": module.serve, "times_two": module.times_two}
+    tf.saved_model.save(module, str(staged), signatures=signatures)
+    sha, size = modelcard.hash_savedmodel(staged)
+    tensor = (-1, WIDTH)
+    return modelcard.ModelCard(
+        model="known_answer",
+        export_name=MODEL_NAME,
+        version=version,
+        input_encoding="float32",
+        signature_name="serving_default",
+        inputs=(modelcard.TensorInfo("x", "float32", tensor),),
+        outputs=(modelcard.TensorInfo("y", "float32", tensor),),
+        parameters=1,
+        flops_per_image=2 * WIDTH,
+        savedmodel_bytes=size,
+        savedmodel_sha256=sha,
+        export_key=f"known_answer:{version}",
+        weights="constant",
+        exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        export_time_s=0.0,
+        footprint=None,
+        versions={"tensorflow": tf.__version__, "keras": keras.__version__},
+    )
+
+
+def write_models(output_dir: str) -> Path:
+    """Writes every version (atomically, replacing old ones) and returns the model's base path."""
+    base = Path(output_dir).absolute() / MODEL_NAME
+    for version in VERSIONS:
+        savedmodels.write_version_atomically(base / str(version), lambda tmp, v=version: _write(v, tmp))
+    return base
+
+
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "saved_models", "Where to write the models.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    print(write_models(_OUTPUT_DIR.value))
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
