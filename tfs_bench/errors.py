@@ -1,5 +1,10 @@
 """Exceptions the suite raises for bad input; their messages are shown to users as they are."""
 
+from __future__ import annotations
+
+import functools
+import sys
+
 
 class TfsBenchError(Exception):
     """Base class: an error whose message is complete and safe to print without a traceback."""
@@ -11,3 +16,17 @@ class ConfigError(TfsBenchError):
 
 class ModelError(TfsBenchError):
     """A model name, model directory or SavedModel is unusable."""
+
+
+def exits_cleanly(main):
+    """Wraps an absl `main`: a TfsBenchError becomes `error: <message>` and exit status 1."""
+
+    @functools.wraps(main)
+    def wrapper(argv):
+        try:
+            return main(argv)
+        except TfsBenchError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+
+    return wrapper

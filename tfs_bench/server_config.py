@@ -1,0 +1,220 @@
+"""Writes a plan as the files TF Serving reads, and `plan.json` describing every server.
+
+For each server, `<output_dir>/<server>/` holds:
+  models.config         ModelServerConfig (text) with this machine's absolute model paths
+  batching.config       BatchingParameters (text), only when batching is on
+  monitoring.config     MonitoringConfig (text) enabling Prometheus on the REST port
+  flags.txt             the tensorflow_model_server flags, one per line
+  docker/               the same configs with container paths (/models/<model>), mounted
+                        read-only at /models/config
+  docker-run.sh         the equivalent `docker run` of the tensorflow/serving image
+  docker-compose.yml    the same as a compose service
+and `<output_dir>/docker-compose.yml` holds every server as one compose project.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from tfs_bench import docker_deploy
+from tfs_bench import placement
+from tfs_bench import tfs_protos
+from tfs_bench.errors import ConfigError
+
+PLAN_FILE = "plan.json"
+CONTAINER_MODELS_ROOT = "/models"
+CONTAINER_CONFIG_DIR = "/models/config"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigFiles:
+    """Where one server's config files are, as the server will see them."""
+
+    model_config: str
+    monitoring_config: str
+    batching_parameters: str | None
+
+
+def model_server_config(models, policy: placement.VersionPolicy, base_path_of=None):
+    """A ModelServerConfig listing `models`; `base_path_of(model)` maps paths (e.g. to a container)."""
+    config = tfs_protos.ModelServerConfig()
+    for model in models:
+        entry = config.model_config_list.config.add()
+        entry.name = model.name
+        entry.base_path = base_path_of(model) if base_path_of else model.base_path
+        entry.model_platform = "tensorflow"
+        if policy.kind == "latest":
+            entry.model_version_policy.latest.num_versions = policy.num_versions
+        elif policy.kind == "all":
+            entry.model_version_policy.all.SetInParent()
+        else:
+            entry.model_version_policy.specific.versions.extend(policy.versions)
+        for label, version in sorted(model.labels.items()):
+            entry.version_labels[label] = version
+    return config
+
+
+def batching_parameters(spec: placement.BatchingSpec):
+    params = tfs_protos.BatchingParameters()
+    for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads"):
+        value = getattr(spec, name)
+        if value is not None:
+            getattr(params, name).value = value
+    params.allowed_batch_sizes.extend(spec.allowed_batch_sizes)
+    params.pad_variable_length_inputs = spec.pad_variable_length_inputs
+    return params
+
+
+def monitoring_config(path: str = tfs_protos.DEFAULT_PROMETHEUS_PATH):
+    config = tfs_protos.MonitoringConfig()
+    config.prometheus_config.enable = True
+    config.prometheus_config.path = path
+    return config
+
+
+def server_flags(server: placement.ServerPlan, files: ConfigFiles, ports: bool = True) -> list[str]:
+    """tensorflow_model_server flags; `ports=False` for docker, whose entrypoint sets them."""
+    flags = []
+    if ports:
+        flags += [f"--port={server.grpc_port}", f"--rest_api_port={server.rest_port}"]
+    flags += [f"--model_config_file={files.model_config}", f"--monitoring_config_file={files.monitoring_config}"]
+    if files.batching_parameters:
+        flags += ["--enable_batching=true", f"--batching_parameters_file={files.batching_parameters}"]
+    if server.gpu_memory_fraction is not None:
+        flags.append(f"--per_process_gpu_memory_fraction={server.gpu_memory_fraction}")
+    return flags + server.threads.flags()
+
+
+def write_plan(plan: placement.Plan, output_dir: str | os.PathLike, docker_image: str) -> Path:
+    """Writes every file of the plan; the directory is replaced whole, never left half-written."""
+    output_dir = Path(output_dir).absolute()
+    if output_dir.exists() and any(output_dir.iterdir()) and not (output_dir / PLAN_FILE).exists():
+        raise ConfigError(f"{output_dir} is not empty and holds no {PLAN_FILE}; refusing to replace it")
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    replaced = None
+    try:
+        servers = [_write_server(plan, server, staging, output_dir, docker_image) for server in plan.servers]
+        services = [s["docker"]["compose_service"] for s in servers]
+        (staging / "docker-compose.yml").write_text(docker_deploy.compose_yaml(services))
+        document = _plan_document(plan, servers, docker_image)
+        (staging / PLAN_FILE).write_text(json.dumps(document, indent=2) + "\n")
+        if output_dir.exists():
+            replaced = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old-", dir=output_dir.parent))
+            os.replace(output_dir, replaced / "plan")
+        os.replace(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if replaced is not None:
+            shutil.rmtree(replaced, ignore_errors=True)
+    return output_dir / PLAN_FILE
+
+
+def _write_server(plan, server, staging: Path, final_root: Path, docker_image: str) -> dict:
+    local_dir, final_dir = staging / server.name, final_root / server.name
+    local_dir.mkdir()
+    (local_dir / "docker").mkdir()
+    local = _write_configs(plan, server, local_dir, final_dir, base_path_of=None)
+    container = _write_configs(
+        plan,
+        server,
+        local_dir / "docker",
+        Path(CONTAINER_CONFIG_DIR),
+        base_path_of=lambda m: f"{CONTAINER_MODELS_ROOT}/{m.name}",
+    )
+    flags = server_flags(server, local)
+    (local_dir / "flags.txt").write_text("\n".join(flags) + "\n")
+    deployment = docker_deploy.Deployment(
+        server=server,
+        image=docker_image,
+        gpu=plan.device == "gpu",
+        flags=tuple(server_flags(server, container, ports=False)),
+        mounts=tuple((m.base_path, f"{CONTAINER_MODELS_ROOT}/{m.name}") for m in server.models)
+        + ((str(final_dir / "docker"), CONTAINER_CONFIG_DIR),),
+    )
+    run_script = local_dir / "docker-run.sh"
+    run_script.write_text(docker_deploy.run_script(deployment))
+    run_script.chmod(0o755)
+    (local_dir / "docker-compose.yml").write_text(docker_deploy.compose_yaml([deployment.compose_service()]))
+    return {
+        "name": server.name,
+        "models": [
+            {"name": m.name, "base_path": m.base_path, "versions": list(m.versions), "labels": m.labels}
+            for m in server.models
+        ],
+        "host": server.host,
+        "grpc_port": server.grpc_port,
+        "rest_port": server.rest_port,
+        "gpu_memory_fraction": server.gpu_memory_fraction,
+        "cpu_set": list(server.cpu_set) if server.cpu_set is not None else None,
+        "threads": dataclasses.asdict(server.threads),
+        "flags": flags,
+        "files": {
+            "dir": str(final_dir),
+            "model_config": local.model_config,
+            "monitoring_config": local.monitoring_config,
+            "batching_parameters": local.batching_parameters,
+            "flags": str(final_dir / "flags.txt"),
+            "docker_run": str(final_dir / "docker-run.sh"),
+            "docker_compose": str(final_dir / "docker-compose.yml"),
+        },
+        "docker": {
+            "image": docker_image,
+            "run_argv": deployment.run_argv(),
+            "compose_service": deployment.compose_service(),
+        },
+    }
+
+
+def _write_configs(plan, server, write_dir: Path, seen_dir: Path, base_path_of) -> ConfigFiles:
+    """Writes the text protos into `write_dir`; returns their paths as the server sees them."""
+    config = model_server_config(server.models, plan.version_policy, base_path_of)
+    (write_dir / "models.config").write_text(tfs_protos.to_text(config))
+    (write_dir / "monitoring.config").write_text(tfs_protos.to_text(monitoring_config()))
+    batching = None
+    if plan.batching is not None:
+        (write_dir / "batching.config").write_text(tfs_protos.to_text(batching_parameters(plan.batching)))
+        batching = str(seen_dir / "batching.config")
+    return ConfigFiles(
+        model_config=str(seen_dir / "models.config"),
+        monitoring_config=str(seen_dir / "monitoring.config"),
+        batching_parameters=batching,
+    )
+
+
+def _plan_document(plan: placement.Plan, servers: list[dict], docker_image: str) -> dict:
+    policy = plan.version_policy
+    return {
+        "schema_version": placement.SCHEMA_VERSION,
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "hosting": plan.hosting,
+        "device": plan.device,
+        "version_policy": dataclasses.asdict(policy),
+        "batching": dataclasses.asdict(plan.batching) if plan.batching else None,
+        "prometheus_path": tfs_protos.DEFAULT_PROMETHEUS_PATH,
+        "docker_image": docker_image,
+        "notes": list(plan.notes),
+        "servers": servers,
+    }
+
+
+def read_plan(path: str | os.PathLike) -> dict:
+    """Reads a plan.json (or the plan directory holding one) and checks its schema version."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / PLAN_FILE
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no plan at {path}; write one with python -m tfs_bench.plan") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON: {e}") from None
+    if document.get("schema_version") != placement.SCHEMA_VERSION:
+        raise ConfigError(f"{path} has plan schema_version {document.get('schema_version')!r}, expected {placement.SCHEMA_VERSION}")
+    return document
