@@ -113,7 +113,7 @@ class VersionPolicy:
             raise ConfigError(f"bad version policy {text!r}: versions must be integers") from None
         if kind == "all" and not arg:
             return cls("all")
-        return cls(kind if kind in ("latest", "all", "specific") else text)
+        raise ConfigError(f"version policy must be latest[:N], all or specific:V[,V...], got {text!r}")
 
     def served(self, available: tuple[int, ...]) -> tuple[int, ...]:
         if self.kind == "all":
@@ -366,7 +366,8 @@ def _gpu_fractions(request: PlanRequest, notes: list[str]) -> dict[str, float]:
                 )
             fractions[name] = explicit
         else:
-            fractions[name] = math.ceil(needed_fraction * 1000) / 1000
+            # Round up to 0.001; the epsilon keeps a need of exactly 0.15 from becoming 0.151.
+            fractions[name] = math.ceil(needed_fraction * 1000 - 1e-6) / 1000
             if need is not None:
                 notes.append(f"{name}: GPU memory fraction {fractions[name]} from its measured footprint")
         if need is None:

@@ -111,6 +111,13 @@ def _model_entries() -> tuple[placement.ModelEntry, ...]:
     if duplicates:
         raise ConfigError(f"duplicate model names in --models: {', '.join(duplicates)}")
     saved_models = os.path.abspath(_SAVED_MODELS_DIR.value)
+    missing = [n for n in _MODELS.value if n not in overrides and not os.path.isdir(os.path.join(saved_models, n))]
+    if missing:
+        found = sorted(e.name for e in os.scandir(saved_models) if e.is_dir() and not e.name.startswith(".")) if os.path.isdir(saved_models) else []
+        raise ConfigError(
+            f"no export of {', '.join(missing)} in {saved_models} (found: {', '.join(found) or 'nothing'}); "
+            f"export it with python -m tfs_bench.export --models={','.join(missing)}"
+        )
     return tuple(
         placement.load_model_entry(name, overrides.get(name, os.path.join(saved_models, name)))
         for name in _MODELS.value

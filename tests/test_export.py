@@ -1,0 +1,201 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO_ROOT
+from conftest import run_env
+from tfs_bench import modelcard
+from tfs_bench import savedmodels
+from tfs_bench import zoo
+from tfs_bench.errors import ModelError
+
+SMALL = ("tiny_cnn", "mobilenet_v2_small")
+LARGE = tuple(name for name in zoo.MODELS if name not in SMALL)
+
+
+def _serve(version_dir, images):
+    signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    return signature(images=tf.constant(images))["probabilities"].numpy()
+
+
+def _image(size, seed=7):
+    return np.random.default_rng(seed).integers(0, 256, size=(2, size, size, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    root = tmp_path_factory.mktemp("saved_models")
+    results = {}
+    for name in SMALL:
+        for encoding in modelcard.INPUT_ENCODINGS:
+            request = savedmodels.ExportRequest(name, str(root), input_encoding=encoding)
+            results[name, encoding] = savedmodels.export(request)
+    return root, results
+
+
+def test_every_zoo_model_has_a_distinct_name_and_input():
+    assert set(SMALL) <= set(zoo.MODELS)
+    assert {"resnet50", "mobilenet_v2", "inception_v3", "vgg16", "densenet121", "efficientnet_b0"} <= set(zoo.MODELS)
+    assert zoo.get("inception_v3").input_shape == (299, 299, 3)
+    assert zoo.get("mobilenet_v2_small").input_shape == (96, 96, 3)
+    assert zoo.get("tiny_cnn").input_shape == (32, 32, 3)
+
+
+def test_unknown_model_lists_the_known_ones():
+    with pytest.raises(ModelError, match="unknown model 'resnet51'; known models: densenet121, .*vgg16"):
+        zoo.get("resnet51")
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_small_model_exports_with_fixed_signature(exports, name):
+    root, results = exports
+    result = results[name, "float32"]
+    assert result.exported and result.version_dir == root / name / "1"
+    signature = tf.saved_model.load(str(result.version_dir)).signatures["serving_default"]
+    _, inputs = signature.structured_input_signature
+    size = zoo.get(name).image_size
+    assert list(inputs) == ["images"]
+    assert inputs["images"].shape.as_list() == [None, size, size, 3]
+    assert inputs["images"].dtype == tf.float32
+    probabilities = _serve(result.version_dir, _image(size).astype(np.float32))
+    assert probabilities.shape == (2, zoo.get(name).num_classes)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_uint8_input_gives_the_same_output_as_float32(exports, name):
+    _, results = exports
+    uint8, float32 = results[name, "uint8"], results[name, "float32"]
+    assert uint8.version_dir.parent.name == f"{name}_uint8"
+    signature = tf.saved_model.load(str(uint8.version_dir)).signatures["serving_default"]
+    assert signature.structured_input_signature[1]["images"].dtype == tf.uint8
+    image = _image(zoo.get(name).image_size)
+    np.testing.assert_allclose(
+        _serve(uint8.version_dir, image), _serve(float32.version_dir, image.astype(np.float32)), rtol=1e-6, atol=1e-7
+    )
+
+
+def test_model_card_describes_the_export(exports):
+    root, results = exports
+    card = modelcard.read_card(root / "tiny_cnn" / "1")
+    assert card == results["tiny_cnn", "float32"].card
+    # conv 3x3: 32*32*3*16*9 + 16*16*16*32*9 + 8*8*32*64*9 MACs; dense 64*10.
+    macs = 32 * 32 * 3 * 16 * 9 + 16 * 16 * 16 * 32 * 9 + 8 * 8 * 32 * 64 * 9 + 64 * 10
+    assert card.flops_per_image == 2 * macs
+    assert card.parameters == (3 * 3 * 3 * 16 + 16) + (3 * 3 * 16 * 32 + 32) + (3 * 3 * 32 * 64 + 64) + (64 * 10 + 10)
+    assert card.inputs == (modelcard.TensorInfo("images", "float32", (-1, 32, 32, 3)),)
+    assert card.outputs == (modelcard.TensorInfo("probabilities", "float32", (-1, 10)),)
+    sha, size = modelcard.hash_savedmodel(root / "tiny_cnn" / "1")
+    assert (card.savedmodel_sha256, card.savedmodel_bytes) == (sha, size)
+    assert card.footprint.device == "cpu" and card.footprint.gpu_peak_bytes is None
+    assert card.footprint.load_time_s > 0 and card.footprint.peak_rss_bytes > card.footprint.rss_increase_bytes > 0
+    assert card.weights == "random(seed=0)"
+
+
+def test_export_is_idempotent_and_notices_changes(tmp_path):
+    request = savedmodels.ExportRequest("tiny_cnn", str(tmp_path), measure_footprint=False)
+    first = savedmodels.export(request)
+    again = savedmodels.export(request)
+    assert first.exported and not again.exported and again.card == first.card
+
+    variables = next((tmp_path / "tiny_cnn" / "1" / "variables").glob("*.data-*"))
+    data = variables.read_bytes()
+    variables.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    tampered = savedmodels.export(request)
+    assert tampered.exported and "no longer match the card's hash" in tampered.reason
+
+    reseeded = savedmodels.export(savedmodels.ExportRequest("tiny_cnn", str(tmp_path), seed=1, measure_footprint=False))
+    assert reseeded.exported and "other settings" in reseeded.reason
+    assert savedmodels.export(request, overwrite=True).reason == "--overwrite"
+    assert sorted(os.listdir(tmp_path / "tiny_cnn")) == ["1"]  # no temporary directories left
+
+
+def test_failed_export_leaves_no_version_directory(tmp_path):
+    bad_weights = tmp_path / "bad.weights.h5"
+    bad_weights.write_bytes(b"not an HDF5 file")
+    request = savedmodels.ExportRequest(
+        "tiny_cnn", str(tmp_path / "out"), weights_path=str(bad_weights), measure_footprint=False
+    )
+    with pytest.raises(ModelError, match="cannot load weights .*bad.weights.h5 into tiny_cnn"):
+        savedmodels.export(request)
+    assert os.listdir(tmp_path / "out" / "tiny_cnn") == []
+
+
+def test_local_weights_file_is_served(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(123)
+    model = zoo.get("tiny_cnn").build()
+    weights = tmp_path / "tiny.weights.h5"
+    model.save_weights(weights)
+    request = savedmodels.ExportRequest(
+        "tiny_cnn", str(tmp_path / "out"), weights_path=str(weights), measure_footprint=False
+    )
+    result = savedmodels.export(request)
+    assert result.card.weights == str(weights)
+    image = _image(32).astype(np.float32)
+    np.testing.assert_allclose(_serve(result.version_dir, image), model(image / 255.0).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_requests_are_refused(tmp_path):
+    with pytest.raises(ModelError, match="unknown input encoding 'int8'"):
+        savedmodels.ExportRequest("tiny_cnn", str(tmp_path), input_encoding="int8")
+    with pytest.raises(ModelError, match="weights file .*missing.h5 does not exist"):
+        savedmodels.ExportRequest("tiny_cnn", str(tmp_path), weights_path=str(tmp_path / "missing.h5"))
+    with pytest.raises(ModelError, match="unknown model 'alexnet'"):
+        savedmodels.ExportRequest("alexnet", str(tmp_path))
+
+
+def _export_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "tfs_bench.export", *args],
+        capture_output=True, text=True, env=run_env(), cwd=REPO_ROOT, timeout=300,
+    )
+
+
+def test_cli_lists_models_with_input_shapes():
+    proc = _export_cli("--list")
+    assert proc.returncode == 0
+    lines = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines()}
+    assert lines == {name: "x".join(map(str, spec.input_shape)) for name, spec in zoo.MODELS.items()}
+
+
+def test_cli_refuses_unknown_models_before_exporting(tmp_path):
+    proc = _export_cli("--models=tiny_cnn,resnet51", f"--saved_models_dir={tmp_path}")
+    assert proc.returncode != 0
+    assert "unknown model(s) resnet51; known models: densenet121" in proc.stderr
+    assert not (tmp_path / "tiny_cnn").exists()
+
+
+def test_cli_needs_models_and_one_model_for_weights():
+    assert "--models is required" in _export_cli().stderr
+    proc = _export_cli("--models=tiny_cnn,mobilenet_v2_small", "--weights=/x.h5")
+    assert proc.returncode != 0 and "take exactly one model" in proc.stderr
+
+
+def test_cli_exports_and_reports(tmp_path):
+    proc = _export_cli("--models=tiny_cnn", f"--saved_models_dir={tmp_path}", "--input_encoding=uint8")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("  exported  tiny_cnn_uint8 v1 (uint8)")
+    card = json.loads((tmp_path / "tiny_cnn_uint8" / "1" / modelcard.CARD_RELPATH).read_text())
+    assert card["input_encoding"] == "uint8" and card["schema_version"] == modelcard.SCHEMA_VERSION
+    assert "up to date" in _export_cli("--models=tiny_cnn", f"--saved_models_dir={tmp_path}", "--input_encoding=uint8").stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", LARGE)
+def test_large_model_builds_and_exports(tmp_path, name):
+    result = savedmodels.export(savedmodels.ExportRequest(name, str(tmp_path)))
+    spec = zoo.get(name)
+    card = result.card
+    assert card.inputs[0].shape == (-1, *spec.input_shape)
+    assert card.parameters > 1_000_000 and card.flops_per_image > 100_000_000
+    assert card.footprint is not None and card.footprint.rss_increase_bytes > 0
+    probabilities = _serve(result.version_dir, _image(spec.image_size, seed=1)[:1].astype(np.float32))
+    assert probabilities.shape == (1, 1000)
+    np.testing.assert_allclose(probabilities.sum(), 1.0, rtol=1e-4)
