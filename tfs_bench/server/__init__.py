@@ -1,0 +1,1 @@
+"""The embedded TF-Serving-compatible server."""
