@@ -10,6 +10,7 @@ import os
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from tfs_bench import modelcard
 from tfs_bench import zoo
@@ -90,6 +91,8 @@ def main(argv):
         _list_models()
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # TensorFlow's save-time INFO lines bury the summary
     from tfs_bench import savedmodels  # imports TensorFlow: not needed for --list
 
     for name in _MODELS.value:
