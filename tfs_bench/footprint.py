@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+from tfs_bench.child_process import child_env
+from tfs_bench.child_process import module_argv
 from tfs_bench.errors import ModelError
 from tfs_bench.modelcard import Footprint
 
@@ -61,10 +63,9 @@ def _measure(savedmodel_dir: str) -> dict:
 
 
 def measure_in_fresh_process(savedmodel_dir: str | os.PathLike) -> Footprint:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    cmd = [sys.executable, "-m", "tfs_bench.footprint", os.fspath(savedmodel_dir)]
+    cmd = module_argv("tfs_bench.footprint", os.fspath(savedmodel_dir))
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT_S, env=env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT_S, env=child_env())
     except subprocess.TimeoutExpired:
         raise ModelError(f"measuring {savedmodel_dir} took over {_TIMEOUT_S} s") from None
     if proc.returncode != 0:

@@ -17,6 +17,8 @@ import sys
 import threading
 import time
 
+from tfs_bench.child_process import child_env
+from tfs_bench.child_process import module_argv
 from tfs_bench.errors import ModelError
 
 _TIMEOUT_MARGIN_S = 120
@@ -107,11 +109,10 @@ class RawRequest:
 
 
 def measure_in_fresh_process(request: RawRequest) -> RawResult:
-    cmd = [sys.executable, "-m", "tfs_bench.raw_throughput", json.dumps(dataclasses.asdict(request))]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    cmd = module_argv("tfs_bench.raw_throughput", json.dumps(dataclasses.asdict(request)))
     timeout = request.warmup_s + request.duration_s + _TIMEOUT_MARGIN_S
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=timeout)
     except subprocess.TimeoutExpired:
         raise ModelError(f"raw throughput of {request.savedmodel} took over {timeout:.0f} s") from None
     if proc.returncode != 0:
