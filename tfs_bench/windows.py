@@ -1,0 +1,495 @@
+"""Measurement windows: warm-up, window boundaries, per-window summaries and stability.
+
+Everything here is a pure function of request records and explicit boundaries, except
+`WindowClock`, which reads an injected clock to tell the driver when warm-up and each window end
+and when to stop. Boundaries are absolute `time.perf_counter_ns` values, the clock of the
+records, so worker processes on one host share them.
+
+- A request belongs to the window in which it completes: window k holds the records with
+  start_k ≤ done_ns < end_k (a request completing exactly on a boundary belongs to the later
+  window). Requests completing before the first window (warm-up) or after the last are excluded.
+- A window ends at the first tick after `window_s` at which every tenant has completed at least
+  `window_min_requests` requests in it, or after `window_max_s` whatever the count, so a stalled
+  server cannot hang the run (such a short-of-requests window is judged by the verdict).
+- Warm-up ends likewise after `warmup_s` and `warmup_requests` (both, when both are given).
+- Stable: for every tenant, each of the last `stability_windows` windows is within
+  ±`stability_tolerance` of those windows' mean, on throughput and on the SLA percentile of
+  response time (perf_analyzer's rule, applied to both). The run stops when every tenant is
+  stable, or after `max_windows`.
+- A window is *client-bound* when the load generator was the bottleneck: a worker process used
+  ≥ `client_cpu_saturation` of a core, or its event loop's p99 lag reached the late-send
+  threshold (1 ms), at which point late sends come from the generator, not the server.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import dataclasses
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
+
+from tfs_bench import stats
+from tfs_bench.errors import ConfigError
+from tfs_bench.records import GRPC_STATUS_CODES
+from tfs_bench.records import LATE_SEND_THRESHOLD_NS
+from tfs_bench.records import STATUS_OK
+from tfs_bench.records import RequestRecord
+
+SCHEMA_VERSION = 1
+_NS_PER_S = 1_000_000_000
+CLIENT_LOOP_LAG_BOUND_MS = LATE_SEND_THRESHOLD_NS / 1_000_000
+
+
+# ----------------------------------------------------------------------------- policy
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowPolicy:
+    """How a run is cut into warm-up and windows, and when it is stable (see the module docstring)."""
+
+    window_s: float = 5.0
+    window_min_requests: int = 50
+    window_max_s: float = 30.0
+    warmup_s: float = 2.0
+    warmup_requests: int = 0
+    max_windows: int = 10
+    stability_windows: int = 3
+    stability_tolerance: float = 0.10
+    sla_percentile: float = 95.0
+    client_cpu_saturation: float = 0.9  # of one core, per worker process
+
+    def __post_init__(self):
+        if not 0 < self.window_s <= self.window_max_s:
+            raise ConfigError(f"need 0 < window_s <= window_max_s, got {self.window_s} and {self.window_max_s}")
+        if self.window_min_requests < 0 or self.warmup_requests < 0 or self.warmup_s < 0:
+            raise ConfigError("warm-up and window minimums must be >= 0")
+        if not 1 <= self.stability_windows <= self.max_windows:
+            raise ConfigError(
+                f"need 1 <= stability_windows <= max_windows, got {self.stability_windows} and {self.max_windows}"
+            )
+        if not 0 < self.stability_tolerance < 1:
+            raise ConfigError(f"stability_tolerance must be in (0, 1), got {self.stability_tolerance}")
+        if not 0 < self.client_cpu_saturation <= 1:
+            raise ConfigError(f"client_cpu_saturation must be in (0, 1], got {self.client_cpu_saturation}")
+        try:
+            stats.percentile_field(self.sla_percentile)
+        except ValueError as e:
+            raise ConfigError(f"sla_percentile: {e}") from None
+
+
+# ----------------------------------------------------------------------------- summaries
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorUsage:
+    """What one load-generator process spent during a window."""
+
+    worker: int
+    cpu_s: float  # user + system CPU time of the process
+    loop_lag_p99_ms: float | None = None  # p99 of the event loop's wake-up lag samples
+
+    def __post_init__(self):
+        if self.worker < 0 or self.cpu_s < 0 or (self.loop_lag_p99_ms or 0) < 0:
+            raise ValueError(f"implausible generator usage: {self}")
+
+    def to_json(self) -> dict:
+        return {"worker": self.worker, "cpu_s": self.cpu_s, "loop_lag_p99_ms": self.loop_lag_p99_ms}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "GeneratorUsage":
+        return cls(worker=d["worker"], cpu_s=d["cpu_s"], loop_lag_p99_ms=d["loop_lag_p99_ms"])
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadSummary:
+    """Requests that completed during `duration_s` (one window, or several pooled).
+
+    Rates divide by the duration; fractions of nothing are 0. Latencies are over successful
+    requests only; errors are counted by gRPC code, drops on their own.
+    """
+
+    duration_s: float
+    requests: int  # completed with OK
+    errors_by_code: dict[str, int]
+    dropped: int
+    late: int  # sent (OK or error) more than 1 ms after the intended time
+    inferences: int  # sum of batch sizes of successful requests
+    offered_rate_rps: float | None  # the schedule's rate; None in closed loop
+    response_time: stats.LatencySummary
+    service_time: stats.LatencySummary
+
+    def __post_init__(self):
+        if self.duration_s <= 0:
+            raise ValueError(f"duration_s must be > 0, got {self.duration_s}")
+        if min(self.requests, self.dropped, self.late, self.inferences) < 0:
+            raise ValueError(f"counts must be >= 0: {self}")
+        for code, count in self.errors_by_code.items():
+            if code not in GRPC_STATUS_CODES or code == STATUS_OK or count < 1:
+                raise ValueError(f"errors_by_code holds non-OK gRPC codes with counts >= 1, got {code}: {count}")
+        if self.late > self.sent:
+            raise ValueError("more late sends than sends")
+        if self.response_time.count != self.requests or self.service_time.count != self.requests:
+            raise ValueError("latency summaries must cover exactly the successful requests")
+
+    @property
+    def errors(self) -> int:
+        return sum(self.errors_by_code.values())
+
+    @property
+    def sent(self) -> int:
+        return self.requests + self.errors
+
+    @property
+    def throughput_rps(self) -> float:
+        return self.requests / self.duration_s
+
+    @property
+    def inferences_per_s(self) -> float:
+        return self.inferences / self.duration_s
+
+    @property
+    def achieved_rate_rps(self) -> float:
+        return self.sent / self.duration_s
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.sent if self.sent else 0.0
+
+    @property
+    def late_fraction(self) -> float:
+        return self.late / self.sent if self.sent else 0.0
+
+    @property
+    def dropped_fraction(self) -> float:
+        attempted = self.sent + self.dropped
+        return self.dropped / attempted if attempted else 0.0
+
+    def to_json(self) -> dict:
+        """Counts and settings, then the derived rates (for readers; from_json recomputes them)."""
+        return {
+            "duration_s": self.duration_s,
+            "requests": self.requests,
+            "errors": self.errors,
+            "errors_by_code": dict(sorted(self.errors_by_code.items())),
+            "dropped": self.dropped,
+            "late": self.late,
+            "inferences": self.inferences,
+            "offered_rate_rps": self.offered_rate_rps,
+            "achieved_rate_rps": self.achieved_rate_rps,
+            "throughput_rps": self.throughput_rps,
+            "inferences_per_s": self.inferences_per_s,
+            "error_rate": self.error_rate,
+            "late_fraction": self.late_fraction,
+            "dropped_fraction": self.dropped_fraction,
+            "response_time": self.response_time.to_json(),
+            "service_time": self.service_time.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "LoadSummary":
+        return cls(
+            duration_s=d["duration_s"],
+            requests=d["requests"],
+            errors_by_code=dict(d["errors_by_code"]),
+            dropped=d["dropped"],
+            late=d["late"],
+            inferences=d["inferences"],
+            offered_rate_rps=d["offered_rate_rps"],
+            response_time=stats.LatencySummary.from_json(d["response_time"]),
+            service_time=stats.LatencySummary.from_json(d["service_time"]),
+        )
+
+
+def summarize_load(
+    records: Iterable[RequestRecord], duration_ns: int, offered_rate_rps: float | None
+) -> LoadSummary:
+    """The summary of the given records over a measured time of `duration_ns`."""
+    ok, errors, dropped, late = [], collections.Counter(), 0, 0
+    for record in records:
+        if record.dropped:
+            dropped += 1
+            continue
+        late += record.late
+        if record.ok:
+            ok.append(record)
+        else:
+            errors[record.status_code] += 1
+    return LoadSummary(
+        duration_s=duration_ns / _NS_PER_S,
+        requests=len(ok),
+        errors_by_code=dict(sorted(errors.items())),
+        dropped=dropped,
+        late=late,
+        inferences=sum(r.batch_size for r in ok),
+        offered_rate_rps=offered_rate_rps,
+        response_time=stats.summarize_latencies(r.response_time_ns for r in ok),
+        service_time=stats.summarize_latencies(r.service_time_ns for r in ok),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowSummary:
+    index: int  # 0 for the first window after warm-up
+    start_ns: int
+    end_ns: int
+    tenants: dict[str, LoadSummary]
+    aggregate: LoadSummary  # all tenants' requests together
+    generator: tuple[GeneratorUsage, ...]  # one per worker process; empty when not measured
+    client_bound: bool
+
+    def __post_init__(self):
+        if self.index < 0 or self.end_ns <= self.start_ns:
+            raise ValueError(f"window {self.index} needs start_ns < end_ns")
+        if not self.tenants:
+            raise ValueError("a window summarises at least one tenant")
+        object.__setattr__(self, "generator", tuple(self.generator))
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) / _NS_PER_S
+
+    def to_json(self) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "index": self.index,
+            "start_ns": self.start_ns,
+            "end_ns": self.end_ns,
+            "client_bound": self.client_bound,
+            "generator": [g.to_json() for g in self.generator],
+            "aggregate": self.aggregate.to_json(),
+            "tenants": {name: s.to_json() for name, s in self.tenants.items()},
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "WindowSummary":
+        if d.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"unsupported window summary schema_version {d.get('schema_version')!r}")
+        return cls(
+            index=d["index"],
+            start_ns=d["start_ns"],
+            end_ns=d["end_ns"],
+            tenants={name: LoadSummary.from_json(s) for name, s in d["tenants"].items()},
+            aggregate=LoadSummary.from_json(d["aggregate"]),
+            generator=tuple(GeneratorUsage.from_json(g) for g in d["generator"]),
+            client_bound=d["client_bound"],
+        )
+
+
+# ----------------------------------------------------------------------------- assignment
+
+
+def records_between(records: Iterable[RequestRecord], start_ns: int, end_ns: int) -> list[RequestRecord]:
+    """The records that completed in [start_ns, end_ns)."""
+    return [r for r in records if start_ns <= r.done_ns < end_ns]
+
+
+def assign_to_windows(records: Iterable[RequestRecord], boundaries_ns: Sequence[int]) -> list[list[RequestRecord]]:
+    """Window k = [boundaries_ns[k], boundaries_ns[k+1]); records outside every window are left out."""
+    if len(boundaries_ns) < 2 or any(a >= b for a, b in zip(boundaries_ns, boundaries_ns[1:])):
+        raise ValueError(f"need at least two strictly increasing boundaries, got {list(boundaries_ns)}")
+    windows: list[list[RequestRecord]] = [[] for _ in range(len(boundaries_ns) - 1)]
+    for record in records:
+        k = bisect.bisect_right(boundaries_ns, record.done_ns) - 1
+        if 0 <= k < len(windows):
+            windows[k].append(record)
+    return windows
+
+
+def is_client_bound(generator: Iterable[GeneratorUsage], duration_s: float, policy: WindowPolicy) -> bool:
+    for usage in generator:
+        if usage.cpu_s / duration_s >= policy.client_cpu_saturation:
+            return True
+        if usage.loop_lag_p99_ms is not None and usage.loop_lag_p99_ms >= CLIENT_LOOP_LAG_BOUND_MS:
+            return True
+    return False
+
+
+def summarize_window(
+    index: int,
+    start_ns: int,
+    end_ns: int,
+    records: Iterable[RequestRecord],
+    offered_rates_rps: Mapping[str, float | None],
+    policy: WindowPolicy,
+    generator: Sequence[GeneratorUsage] = (),
+) -> WindowSummary:
+    """Summarises the records that completed in [start_ns, end_ns), per tenant and together.
+
+    `offered_rates_rps` names every tenant of the run (None for closed-loop tenants), so a tenant
+    with nothing completed still gets a summary; a record of another tenant is an error.
+    """
+    in_window = records_between(records, start_ns, end_ns)
+    by_tenant = _by_tenant(in_window, offered_rates_rps)
+    duration_ns = end_ns - start_ns
+    return WindowSummary(
+        index=index,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        tenants={t: summarize_load(by_tenant[t], duration_ns, offered_rates_rps[t]) for t in offered_rates_rps},
+        aggregate=summarize_load(in_window, duration_ns, total_offered_rate(offered_rates_rps.values())),
+        generator=tuple(generator),
+        client_bound=is_client_bound(generator, duration_ns / _NS_PER_S, policy),
+    )
+
+
+def total_offered_rate(rates_rps: Iterable[float | None]) -> float | None:
+    """The sum of the tenants' offered rates; None when any tenant runs closed loop."""
+    rates = list(rates_rps)
+    return None if any(r is None for r in rates) else sum(rates)
+
+
+def _by_tenant(
+    records: Iterable[RequestRecord], tenants: Iterable[str]
+) -> dict[str, list[RequestRecord]]:
+    grouped: dict[str, list[RequestRecord]] = {t: [] for t in tenants}
+    for record in records:
+        if record.tenant not in grouped:
+            raise ValueError(f"record of unknown tenant {record.tenant!r}; the run has {sorted(grouped)}")
+        grouped[record.tenant].append(record)
+    return grouped
+
+
+# ----------------------------------------------------------------------------- stability
+
+
+def instability_reasons(history: Sequence[LoadSummary], policy: WindowPolicy) -> tuple[str, ...]:
+    """Why the last `stability_windows` summaries of one tenant are not stable (empty if they are)."""
+    count = policy.stability_windows
+    if len(history) < count:
+        return (f"only {len(history)} measurement window(s); stability needs {count}",)
+    last = history[-count:]
+    p = policy.sla_percentile
+    series = {
+        "throughput": [s.throughput_rps for s in last],
+        f"p{p:g} response time": [s.response_time.at(p) for s in last],
+    }
+    reasons = []
+    for name, values in series.items():
+        if any(v is None for v in values):
+            reasons.append(f"{name}: a window among the last {count} had no successful request")
+            continue
+        low, high = _relative_spread(values)
+        if low < -policy.stability_tolerance or high > policy.stability_tolerance:
+            reasons.append(
+                f"{name} of the last {count} windows ranged {low:+.1%} to {high:+.1%} of their mean "
+                f"(±{policy.stability_tolerance:.0%} allowed)"
+            )
+    return tuple(reasons)
+
+
+def _relative_spread(values: Sequence[float]) -> tuple[float, float]:
+    """(min, max) of value/mean − 1; all-zero values do not spread."""
+    mean = sum(values) / len(values)
+    if mean == 0:
+        return 0.0, 0.0
+    return min(values) / mean - 1, max(values) / mean - 1
+
+
+def tenants_stable(windows: Sequence[WindowSummary], policy: WindowPolicy) -> bool:
+    tenants = windows[-1].tenants if windows else {}
+    return bool(tenants) and all(
+        not instability_reasons([w.tenants[t] for w in windows], policy) for t in tenants
+    )
+
+
+# ----------------------------------------------------------------------------- the clock
+
+WARMUP_END = "warmup_end"
+WINDOW_END = "window_end"
+STOP_STABLE = "stable"
+STOP_MAX_WINDOWS = "max_windows"
+
+
+@dataclasses.dataclass(frozen=True)
+class Boundary:
+    """The end of warm-up (index −1) or of measurement window `index`."""
+
+    kind: str
+    index: int
+    start_ns: int
+    end_ns: int
+
+
+class WindowClock:
+    """Tells the driver when warm-up and each window end, and when to stop.
+
+    The driver calls `start()` as load begins, then `tick(fewest_completed)` periodically with
+    the number of requests completed since the last boundary by the tenant with the fewest. On a
+    WINDOW_END boundary it summarises that window (`summarize_window`) and hands the summary to
+    `close_window`, which says whether to stop; no tick may come in between.
+    """
+
+    def __init__(self, policy: WindowPolicy, clock: Callable[[], int]):
+        self.policy = policy
+        self._clock = clock
+        self._phase_start_ns: int | None = None
+        self._in_warmup = True
+        self._pending: Boundary | None = None
+        self._windows: list[WindowSummary] = []
+        self.warmup_end_ns: int | None = None
+        self.stop_reason: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.stop_reason is not None
+
+    @property
+    def windows(self) -> tuple[WindowSummary, ...]:
+        return tuple(self._windows)
+
+    def start(self) -> int:
+        if self._phase_start_ns is not None:
+            raise RuntimeError("WindowClock already started")
+        self._phase_start_ns = self._clock()
+        return self._phase_start_ns
+
+    def tick(self, fewest_completed: int) -> Boundary | None:
+        if self._phase_start_ns is None:
+            raise RuntimeError("tick before start()")
+        if self._pending is not None:
+            raise RuntimeError(f"window {self._pending.index} ended; close_window it before the next tick")
+        if self.done:
+            return None
+        now = self._clock()
+        if not self._phase_over(now - self._phase_start_ns, fewest_completed):
+            return None
+        if self._in_warmup:
+            boundary = Boundary(WARMUP_END, -1, self._phase_start_ns, now)
+            self._in_warmup = False
+            self.warmup_end_ns = now
+        else:
+            boundary = Boundary(WINDOW_END, len(self._windows), self._phase_start_ns, now)
+            self._pending = boundary
+        self._phase_start_ns = now
+        return boundary
+
+    def _phase_over(self, elapsed_ns: int, completed: int) -> bool:
+        p = self.policy
+        if self._in_warmup:
+            minimum_s, minimum_requests = p.warmup_s, p.warmup_requests
+            cap_s = max(p.warmup_s, p.window_max_s)
+        else:
+            minimum_s, minimum_requests, cap_s = p.window_s, p.window_min_requests, p.window_max_s
+        if elapsed_ns >= cap_s * _NS_PER_S:
+            return True
+        return elapsed_ns >= minimum_s * _NS_PER_S and completed >= minimum_requests
+
+    def close_window(self, window: WindowSummary) -> bool:
+        """Records the summary of the window that just ended; returns whether to stop."""
+        pending = self._pending
+        if pending is None or (window.index, window.start_ns, window.end_ns) != (
+            pending.index,
+            pending.start_ns,
+            pending.end_ns,
+        ):
+            raise ValueError(f"window {window.index} [{window.start_ns}, {window.end_ns}) is not the one that ended")
+        self._pending = None
+        self._windows.append(window)
+        if tenants_stable(self._windows, self.policy):
+            self.stop_reason = STOP_STABLE
+        elif len(self._windows) >= self.policy.max_windows:
+            self.stop_reason = STOP_MAX_WINDOWS
+        return self.done
