@@ -9,6 +9,7 @@ import dataclasses
 
 from tfs_bench import tfs_protos
 from tfs_bench.errors import ConfigError
+from tfs_bench.server import batching
 from tfs_bench.server import model_config
 from tfs_bench.server.model_config import ModelConfig
 from tfs_bench.server.options import ServerOptions
@@ -17,7 +18,7 @@ from tfs_bench.server.options import ServerOptions
 @dataclasses.dataclass(frozen=True)
 class ServerConfig:
     models: tuple[ModelConfig, ...]
-    batching_parameters: object | None = None  # tfs_protos.BatchingParameters when batching is on
+    batching: batching.BatchingOptions | None = None  # None when batching is off
     prometheus_path: str | None = None  # None when Prometheus export is off
 
     def __post_init__(self):
@@ -31,12 +32,16 @@ def read_models(options: ServerOptions) -> tuple[ModelConfig, ...]:
     return model_config.single_model(options.model_name, options.model_base_path)
 
 
-def read_batching_parameters(options: ServerOptions):
+def read_batching(options: ServerOptions) -> batching.BatchingOptions | None:
     if not options.enable_batching:
         return None
     if not options.batching_parameters_file:
-        return tfs_protos.BatchingParameters()  # every field at its default
-    return tfs_protos.read_text(options.batching_parameters_file, tfs_protos.BatchingParameters)
+        return batching.BatchingOptions()  # TF Serving's defaults
+    parameters = tfs_protos.read_text(options.batching_parameters_file, tfs_protos.BatchingParameters)
+    try:
+        return batching.BatchingOptions.from_proto(parameters)
+    except ConfigError as e:
+        raise ConfigError(f"{options.batching_parameters_file}: {e}") from None
 
 
 def read_prometheus_path(options: ServerOptions) -> str | None:
@@ -53,6 +58,6 @@ def read(options: ServerOptions) -> ServerConfig:
     """Raises ConfigError naming the file and the problem."""
     return ServerConfig(
         models=read_models(options),
-        batching_parameters=read_batching_parameters(options),
+        batching=read_batching(options),
         prometheus_path=read_prometheus_path(options),
     )

@@ -16,6 +16,7 @@ from typing import Callable, Collection, Mapping
 import grpc
 import numpy as np
 
+from tfs_bench.server import batching
 from tfs_bench.server import servables
 from tfs_bench.server import status
 from tfs_bench.server import tensors
@@ -167,16 +168,23 @@ class Predictor:
         if self._scheduler is None:
             result = signature.run(inputs, outputs)
         else:
-            key = (servable.name, servable.version, signature.name, outputs)
-            result = self._scheduler.run(
-                key, inputs, lambda batch: signature.run(batch, outputs), deadline_s=call.deadline_s
-            )
+            result = self._run_batched(servable, signature, inputs, outputs, call.deadline_s)
         if self._metrics is not None:
             self._metrics.observe_runtime(
                 call.target.name, API_PREDICT, RUNTIME, _elapsed_us(started)
             )
         _check_deadline(call.deadline_s)
         return PredictResult(servable, signature, result)
+
+    def _run_batched(self, servable, signature, inputs, outputs, deadline_s):
+        # Tasks batch together only when one graph call can serve them all.
+        key = (servable.name, servable.version, signature.name, outputs)
+        try:
+            return self._scheduler.run(
+                key, inputs, lambda batch: signature.run(batch, outputs), deadline_s=deadline_s
+            )
+        except batching.BatchingError as e:
+            raise ServingError(e.code, e.message) from None
 
     @contextlib.contextmanager
     def observe_request(self, model_name: str, entrypoint: str):
