@@ -415,11 +415,14 @@ class _ServerProcess:
         self.container_name = container_name(spec.server.docker_run_argv) if spec.kind == "docker" else None
         self.log_path = Path(spec.log_dir).absolute() / f"{spec.server.name}.log"
         self._docker = spec.binary_path if spec.kind == "docker" else None
-        self._stopped = False
-        self._stop_code: int | None = None
+        self._exit_code: int | None = None
+        self._container_removed = False
         argv = spec.command()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log_path.write_text(f"# {shlex.join(argv)}\n")
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self.log_path.write_text(f"# {shlex.join(argv)}\n")
+        except OSError as e:
+            raise LaunchError(f"cannot write the log of server {self.name!r}: {e}") from None
         setup = _child_setup(spec.server.cpu_set if spec.kind != "docker" else None)
         with open(self.log_path, "ab") as log:
             self.started_at = time.monotonic()
@@ -451,13 +454,16 @@ class _ServerProcess:
             return None
 
     def stop(self, timeout_s: float) -> int:
-        """SIGTERM to the process group, SIGKILL after `timeout_s`; the exit code. Idempotent."""
-        if not self._stopped:
-            self._stopped = True
-            self._stop_code = self._terminate(timeout_s)
-            if self.container_name is not None:
-                self._remove_container()
-        return self._stop_code
+        """SIGTERM to the process group, SIGKILL after `timeout_s`; the exit code. Idempotent.
+
+        A stop that was interrupted or failed is completed by the next call.
+        """
+        if self._exit_code is None:
+            self._exit_code = self._terminate(timeout_s)
+        if self.container_name is not None and not self._container_removed:
+            self._remove_container()
+            self._container_removed = True
+        return self._exit_code
 
     def _terminate(self, timeout_s: float) -> int:
         if self._popen.poll() is not None:
@@ -564,11 +570,15 @@ class _Starting:
 
     def __init__(self, spec: LaunchSpec):
         self.spec = spec
-        self.probe = _ReadinessProbe(spec.server, spec.grpc_target)
-        self.process = None
         if spec.kind != "external":
             _check_ports_free(spec.server)
-            self.process = _ServerProcess(spec)  # nothing that can fail comes after this
+        self.probe = _ReadinessProbe(spec.server, spec.grpc_target)
+        try:
+            # Last: nothing that can fail may come after a process is started.
+            self.process = _ServerProcess(spec) if spec.kind != "external" else None
+        except BaseException:
+            self.probe.close()
+            raise
         self.started_at = self.process.started_at if self.process else time.monotonic()
         self.deadline = self.started_at + spec.ready_timeout_s
 
@@ -591,7 +601,7 @@ class _Starting:
         code = self.process.poll() if self.process else None
         if code is not None:
             after_s = time.monotonic() - self.started_at
-            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+            how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
             raise ServerExitedError(
                 f"server {self._describe()} {how} {after_s:.1f} s after start, before it was ready"
                 f"{self._log_tail()}",
@@ -620,6 +630,13 @@ class _Starting:
     def running(self) -> RunningServer:
         ready_s = {name: at - self.started_at for name, at in self.probe.ready_at.items()}
         return RunningServer(self.spec, self.process, max(ready_s.values()), ready_s)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _await_ready(starting: Sequence[_Starting]) -> None:
