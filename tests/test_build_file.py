@@ -72,8 +72,9 @@ def _python_files():
 
 
 def _module_of(path: str) -> str:
-    if path.startswith("tests/"):
-        return Path(path).stem  # pytest puts tests/ on sys.path: `from conftest import ...`
+    if path.startswith(("tests/", "bench/")):
+        # pytest puts tests/ on sys.path (`from conftest import ...`), and so do bench scripts.
+        return Path(path).stem
     module = path[:-3].replace("/", ".")
     return module[: -len(".__init__")] if module.endswith(".__init__") else module
 

@@ -1,0 +1,112 @@
+"""Serving tax of the embedded server: served throughput at saturation ÷ raw TensorFlow throughput.
+
+  python bench/serving_tax.py [--model=mobilenet_v2] [--batch_sizes=1,8] [--rounds=3]
+
+For each input encoding (float32, uint8) and batch size, the same SavedModel runs with the same
+thread settings and the same number of concurrent callers two ways, interleaved round by round:
+served by the embedded server over gRPC (closed loop, `--concurrency` requests in flight), and
+raw, in a fresh process, by TensorFlow alone. The ratio of each round is printed, then the median.
+Target (BRIEF.md): >= 0.90.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from absl import app
+from absl import flags
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import closed_loop  # noqa: E402
+from tfs_bench import launchers  # noqa: E402
+from tfs_bench import placement  # noqa: E402
+from tfs_bench import savedmodels  # noqa: E402
+from tfs_bench import server_config  # noqa: E402
+from tfs_bench import raw_throughput  # noqa: E402
+
+_MODEL = flags.DEFINE_string("model", "mobilenet_v2", "Zoo model.")
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "8"], "Images per request.")
+_ENCODINGS = flags.DEFINE_list("encodings", ["float32", "uint8"], "Input encodings.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved served/raw rounds.", lower_bound=1)
+_DURATION = flags.DEFINE_float("duration_s", 10.0, "Measured seconds per measurement.")
+_WARMUP = flags.DEFINE_float("warmup_s", 3.0, "Unmeasured seconds before each measurement.")
+_CONCURRENCY = flags.DEFINE_integer("concurrency", 2, "Requests in flight (and raw callers).", lower_bound=1)
+_INTRA = flags.DEFINE_integer("intra_op", 2, "TensorFlow intra-op threads, both ways.", lower_bound=1)
+_INTER = flags.DEFINE_integer("inter_op", 1, "TensorFlow inter-op threads, both ways.", lower_bound=1)
+_SAVED_MODELS = flags.DEFINE_string("saved_models_dir", "saved_models", "Where exports are (made if missing).")
+_PORT_BASE = flags.DEFINE_integer("port_base", 0, "gRPC port of the benchmark server (0: a free one).")
+_OUTPUT = flags.DEFINE_string("output", None, "Also write the figures as JSON here.")
+
+
+def _export(encoding: str) -> savedmodels.ExportResult:
+    request = savedmodels.ExportRequest(_MODEL.value, _SAVED_MODELS.value, input_encoding=encoding,
+                                        measure_footprint=False)
+    return savedmodels.export(request)
+
+
+def _start_server(exports, work_dir: Path) -> launchers.RunningServer:
+    models = tuple(placement.load_model_entry(r.card.export_name, str(r.version_dir.parent.absolute()))
+                   for r in exports)
+    plan = placement.make_plan(placement.PlanRequest(
+        models=models, hosting="multi_model", device="cpu", port_base=_PORT_BASE.value or closed_loop.free_port_base(),
+        threads=placement.Threads(intra_op=_INTRA.value, inter_op=_INTER.value)))
+    path = server_config.write_plan(plan, work_dir / "plan", docker_image="tensorflow/serving:latest")
+    (entry,) = launchers.server_entries(server_config.read_plan(path))
+    return launchers.launch(launchers.LaunchSpec("embedded", entry, log_dir=str(work_dir)))
+
+
+def _pixels(card, batch_size: int) -> np.ndarray:
+    _, h, w, c = card.inputs[0].shape
+    rng = np.random.default_rng(0)
+    return (rng.random((batch_size, h, w, c)) * 255).astype(card.input_encoding)
+
+
+def _round(server, export, batch_size: int) -> dict:
+    card = export.card
+    payload = closed_loop.predict_bytes(card.export_name, card.inputs[0].name, _pixels(card, batch_size))
+    served = closed_loop.grpc_loop(server.grpc_target, payload, _CONCURRENCY.value, _WARMUP.value, _DURATION.value)
+    raw = raw_throughput.measure_in_fresh_process(raw_throughput.RawRequest(
+        str(export.version_dir), batch_size=batch_size, duration_s=_DURATION.value, warmup_s=_WARMUP.value,
+        concurrency=_CONCURRENCY.value, intra_op=_INTRA.value, inter_op=_INTER.value))
+    served_ips = served.requests_per_s * batch_size
+    return {"served_images_per_s": served_ips, "raw_images_per_s": raw.images_per_s,
+            "serving_tax": served_ips / raw.images_per_s,
+            "client_cpu_us_per_request": served.client_cpu_us_per_request}
+
+
+def main(argv):
+    del argv
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    exports = {encoding: _export(encoding) for encoding in _ENCODINGS.value}
+    results = []
+    print(f"{_MODEL.value}: intra {_INTRA.value}, inter {_INTER.value}, concurrency {_CONCURRENCY.value}, "
+          f"{_DURATION.value:.0f} s per measurement, {_ROUNDS.value} interleaved rounds")
+    with tempfile.TemporaryDirectory(prefix="serving_tax.") as tmp, _start_server(exports.values(), Path(tmp)) as server:
+        for encoding, export in exports.items():
+            for batch_size in map(int, _BATCH_SIZES.value):
+                rounds = [_round(server, export, batch_size) for _ in range(_ROUNDS.value)]
+                taxes = [r["serving_tax"] for r in rounds]
+                row = {"encoding": encoding, "batch_size": batch_size, "rounds": rounds,
+                       "median_serving_tax": statistics.median(taxes),
+                       "median_served_images_per_s": statistics.median(r["served_images_per_s"] for r in rounds),
+                       "median_raw_images_per_s": statistics.median(r["raw_images_per_s"] for r in rounds)}
+                results.append(row)
+                print(f"{encoding:>7} batch {batch_size}: served {row['median_served_images_per_s']:7.1f} img/s, "
+                      f"raw {row['median_raw_images_per_s']:7.1f} img/s, serving tax {row['median_serving_tax']:.3f} "
+                      f"(rounds {', '.join(f'{t:.3f}' for t in taxes)}; client "
+                      f"{statistics.median(r['client_cpu_us_per_request'] for r in rounds):.0f} CPU µs/request)",
+                      flush=True)
+    if _OUTPUT.value:
+        Path(_OUTPUT.value).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)
