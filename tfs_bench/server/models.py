@@ -86,8 +86,9 @@ class ModelManager:
         self._configs: dict[str, ModelConfig] = {}
         self._records: dict[str, _ModelRecord] = {}
         self._serving: dict[str, _ServingModel] = {}
-        self._requested_pass = 0
-        self._completed_pass = 0
+        # Passes are numbered; a waiter needs one that started after its change was applied.
+        self._passes_started = 0
+        self._passes_done = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -135,20 +136,21 @@ class ModelManager:
     def serve(self, configs: Sequence[ModelConfig], stop: threading.Event) -> bool:
         """Start-up: serves `configs` and waits until every model is AVAILABLE.
 
-        Returns False when `stop` was set first. Raises ConfigError for a missing base path, a
-        version that fails to load, or a label naming a version that is not AVAILABLE.
+        Returns False when `stop` was set (or stop() called) first. Raises ConfigError for a
+        missing base path, a version that fails to load, or a label naming a version that is not
+        AVAILABLE.
         """
         for config in configs:
             if not os.path.isdir(config.base_path):
                 raise ConfigError(_missing_base_path(config))
         self._start_worker()
         wanted = self._apply(configs)
-        while not stop.is_set():
+        while not stop.is_set() and not self._stopping.is_set():
             with self._lock:
-                self._changed.wait_for(lambda: self._completed_pass >= wanted, timeout=_STOP_CHECK_S)
-                if self._completed_pass < wanted:
+                self._changed.wait_for(lambda: self._passes_done >= wanted, timeout=_STOP_CHECK_S)
+                if self._passes_done < wanted:
                     continue
-                wanted = self._completed_pass + 1  # later checks look at later passes
+                wanted = self._passes_done + 1  # the next check needs the next poll
                 failures = self._failures(config.name for config in configs)
                 waiting = [c for c in configs if self._serving.get(c.name) is None or
                            self._serving[c.name].latest is None]
@@ -183,7 +185,7 @@ class ModelManager:
         wanted = self._apply(configs)
         with self._lock:
             done = self._changed.wait_for(
-                lambda: self._completed_pass >= wanted, timeout=max(0.0, deadline - time.monotonic())
+                lambda: self._passes_done >= wanted, timeout=max(0.0, deadline - time.monotonic())
             )
             pending = [c for c in changed if not self._is_available(c.name)]
             failures = self._failures(c.name for c in pending)
@@ -222,8 +224,7 @@ class ModelManager:
                 if config.name not in self._configs and record is not None:
                     _forget_failures(record)  # a re-added model gets another try
             self._configs = {config.name: config for config in configs}
-            self._requested_pass += 1
-            wanted = self._requested_pass
+            wanted = self._passes_started + 1
         self._wake.set()
         return wanted
 
@@ -235,7 +236,8 @@ class ModelManager:
 
     def _pass(self) -> None:
         with self._lock:
-            target = self._requested_pass
+            self._passes_started += 1
+            number = self._passes_started
             configs = list(self._configs.values())
             removed = [name for name in self._records if name not in self._configs]
         for name in removed:
@@ -245,7 +247,7 @@ class ModelManager:
                 return
             self._reconcile(config)
         with self._lock:
-            self._completed_pass = max(self._completed_pass, target)
+            self._passes_done = number
             self._changed.notify_all()
 
     def _reconcile(self, config: ModelConfig) -> None:
