@@ -62,7 +62,7 @@ def test_fraction_limits_every_visible_gpu():
 
 
 def test_fraction_without_gpus_is_not_applicable(caplog):
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="absl")
     config = FakeTfConfig(gpus=[])
 
     limits = devices.limit_gpu_memory(0.5, tf_config=config, total_memory_bytes=lambda i: 1 / 0)
