@@ -18,6 +18,7 @@ from tensorflow_serving.apis import (
 
 from serving_process import free_port, poll_until, start_server, write_config
 from tfs_bench import known_answer
+from tfs_bench.errors import ConfigError
 from tfs_bench.server import config_files
 from tfs_bench.server.app import ModelServer
 from tfs_bench.server.batching import BatchingOptions
@@ -230,3 +231,21 @@ def test_a_load_failure_stops_start_up_with_the_reason(tmp_path):
             server.start(threading.Event())
         finally:
             server.stop()
+
+
+@pytest.mark.parametrize("listener", ["gRPC", "HTTP/REST"])
+def test_a_port_in_use_stops_start_up(known_answer_dir, listener):
+    base = str(known_answer_dir / known_answer.MODEL_NAME)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"grpc_port": port} if listener == "gRPC" else {"grpc_port": free_port(), "rest_api_port": port}
+        server = _in_process_server(ServerOptions(model_base_path=base, **ports), [ModelConfig("m", base)])
+
+        with pytest.raises(ConfigError, match=f"cannot listen for {listener} on 127.0.0.1:{port}"):
+            try:
+                server.start(threading.Event())
+            finally:
+                server.stop()
+    assert _server_threads() == []

@@ -98,15 +98,14 @@ class RestApi:
         raise status.invalid_argument(f"Malformed request: {method} {path}")
 
     def _predict(self, target: predict.ModelTarget, raw: bytes) -> dict:
+        deadline_s = time.monotonic() + self._timeout_ms / 1000 if self._timeout_ms > 0 else None
         with self._predictor.observe_request(target.name, predict.ENTRYPOINT_REST):
             body = json_tensors.parse_predict_body(raw)
             self._check_signature(target, body.signature_name)
-            deadline_s = time.monotonic() + self._timeout_ms / 1000 if self._timeout_ms > 0 else None
             call = predict.PredictCall(
                 target=target,
                 signature_name=body.signature_name,
                 deadline_s=deadline_s,
-                entrypoint=predict.ENTRYPOINT_REST,
             )
             result = self._predictor.predict(call, json_tensors.decoder(body))
             return json_tensors.encode_outputs(result.outputs, body.format)
