@@ -1,7 +1,6 @@
 """Server-side batching end to end: a real server with --enable_batching and Prometheus metrics."""
 
 import json
-import threading
 import urllib.error
 import urllib.request
 
