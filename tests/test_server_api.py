@@ -243,12 +243,6 @@ def test_predict_errors_match_tf_serving(server, build, code, message):
     assert error.details().startswith(message), error.details()
 
 
-def test_predict_deadline_exceeded(server):
-    error = rpc_error(lambda: server.prediction.Predict(make_request(), timeout=1e-4))
-
-    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-
-
 @pytest.mark.parametrize(
     "model, versions",
     [(MODEL, [2, 1]), ("latest", [2]), ("latest_two", [2, 1]), ("specific_one", [1])],

@@ -202,6 +202,21 @@ def test_start_up_returns_false_when_stopped(tmp_path, manager_factory):
     )
 
 
+def test_stop_ends_a_start_up_still_waiting_for_versions(tmp_path, manager_factory):
+    manager = manager_factory(poll_interval_s=0.05)
+    result = []
+    thread = threading.Thread(
+        target=lambda: result.append(manager.serve([ModelConfig("m", make_versions(tmp_path / "m"))],
+                                                   threading.Event()))
+    )
+    thread.start()
+
+    manager.stop()
+
+    thread.join(WAIT_S)
+    assert result == [False]
+
+
 def test_start_up_rejects_a_label_on_a_version_not_served(tmp_path, manager_factory):
     config = ModelConfig("m", make_versions(tmp_path / "m", 1, 2), labels=(("old", 1),))
 

@@ -117,6 +117,11 @@ class ModelServer:
     def rest_port(self) -> int | None:
         return self._rest.port if self._rest else None
 
+    @property
+    def batch_scheduler(self) -> batching.BatchScheduler | None:
+        """The shared scheduler (None without --enable_batching); its queue depths show load."""
+        return self._scheduler
+
     def start(self, stop) -> bool:
         """Loads the models and opens the ports; False if `stop` was set while loading.
 

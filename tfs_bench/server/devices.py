@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, Sequence
+from typing import Callable
 
 from absl import logging
 
@@ -89,7 +89,3 @@ def _tf_config():
     import tensorflow as tf  # the server imports TF only after its flags are valid
 
     return tf.config
-
-
-def describe(limits: Sequence[GpuMemoryLimit]) -> str:
-    return ", ".join(f"{l.device_name}: {l.limit_mib} MiB" for l in limits) or "none"

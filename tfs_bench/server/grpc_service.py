@@ -63,7 +63,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             signature_name=request.model_spec.signature_name,
             output_filter=tuple(request.output_filter),
             deadline_s=_deadline_s(context),
-            entrypoint=predict.ENTRYPOINT_GRPC,
         )
         result = self._predictor.predict(call, predict.proto_decoder(request.inputs))
         response = predict_pb2.PredictResponse()
@@ -178,6 +177,7 @@ def start_server(
             if server.add_insecure_port(address) == 0:
                 raise RuntimeError("bind failed")
     except RuntimeError as e:
+        server.stop(None)
         executor.shutdown(wait=False)
         raise ConfigError(f"cannot listen for gRPC on {address}: {e}") from None
     server.start()

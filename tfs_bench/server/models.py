@@ -82,12 +82,14 @@ class ModelManager:
         self._loader = loader
         self._poll_interval_s = poll_interval_s
         self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._configs: dict[str, ModelConfig] = {}
         self._records: dict[str, _ModelRecord] = {}
         self._serving: dict[str, _ServingModel] = {}
-        self._requested_pass = 0
-        self._completed_pass = 0
+        # Passes are numbered; a waiter needs one that started after its change was applied.
+        self._passes_started = 0
+        self._passes_done = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -132,26 +134,26 @@ class ModelManager:
 
     # Configuration.
 
-    def serve(self, configs: Sequence[ModelConfig], stop: threading.Event) -> bool:
+    def serve(self, configs: Sequence[ModelConfig], stop) -> bool:
         """Start-up: serves `configs` and waits until every model is AVAILABLE.
 
-        Returns False when `stop` was set first. Raises ConfigError for a missing base path, a
-        version that fails to load, or a label naming a version that is not AVAILABLE.
+        `stop` is anything with is_set(); returns False when it was set (or stop() was called)
+        first. Raises ConfigError for a
+        missing base path, a version that fails to load, or a label naming a version that is not
+        AVAILABLE.
         """
         for config in configs:
             if not os.path.isdir(config.base_path):
                 raise ConfigError(_missing_base_path(config))
-        self._start_worker()
         wanted = self._apply(configs)
-        while not stop.is_set():
+        while not stop.is_set() and not self._stopping.is_set():
             with self._lock:
-                self._changed.wait_for(lambda: self._completed_pass >= wanted, timeout=_STOP_CHECK_S)
-                if self._completed_pass < wanted:
+                self._changed.wait_for(lambda: self._passes_done >= wanted, timeout=_STOP_CHECK_S)
+                if self._passes_done < wanted:
                     continue
-                wanted = self._completed_pass + 1  # later checks look at later passes
+                wanted = self._passes_done + 1  # the next check needs the next poll
                 failures = self._failures(config.name for config in configs)
-                waiting = [c for c in configs if self._serving.get(c.name) is None or
-                           self._serving[c.name].latest is None]
+                waiting = [c for c in configs if not self._is_available(c.name)]
             if failures:
                 raise ConfigError(failures[0].message)
             if not waiting:
@@ -175,26 +177,39 @@ class ModelManager:
         names = [config.name for config in configs]
         if len(set(names)) != len(names):
             raise status.invalid_argument("Illegal to list a model multiple times in config list")
+        deadline = time.monotonic() + timeout_s
+        # One reload at a time, as in TF Serving; the wait below is bounded, so this lock is too.
+        if not self._reload_lock.acquire(timeout=timeout_s):
+            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                               f"Another reload still running after {timeout_s:g} s")
+        try:
+            self._reload_locked(configs, timeout_s, deadline)
+        finally:
+            self._reload_lock.release()
+
+    def _reload_locked(self, configs: Sequence[ModelConfig], timeout_s: float, deadline: float) -> None:
         with self._lock:
             changed = [c for c in configs if self._configs.get(c.name) != c]
         for config in changed:
             _check_loadable(config)
-        deadline = time.monotonic() + timeout_s
         wanted = self._apply(configs)
         with self._lock:
             done = self._changed.wait_for(
-                lambda: self._completed_pass >= wanted, timeout=max(0.0, deadline - time.monotonic())
+                lambda: self._passes_done >= wanted, timeout=max(0.0, deadline - time.monotonic())
             )
             pending = [c for c in changed if not self._is_available(c.name)]
             failures = self._failures(c.name for c in pending)
         if failures:
             raise failures[0]
-        if not done and pending:
+        if pending:
             described = "; ".join(f"{c.name} (base path {c.base_path})" for c in pending)
-            raise ServingError(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"Reload timed out after {timeout_s:g} s: model(s) not AVAILABLE yet: {described}",
-            )
+            if not done:
+                raise ServingError(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"Reload timed out after {timeout_s:g} s: model(s) not AVAILABLE yet: {described}",
+                )
+            # The versions checked above vanished before the load (see the log for why).
+            raise status.not_found(f"Model(s) not AVAILABLE after the reload: {described}")
 
     def model_names(self) -> tuple[str, ...]:
         with self._lock:
@@ -216,14 +231,14 @@ class ModelManager:
             self._thread.start()
 
     def _apply(self, configs: Sequence[ModelConfig]) -> int:
+        self._start_worker()
         with self._lock:
             for config in configs:
                 record = self._records.get(config.name)
                 if config.name not in self._configs and record is not None:
                     _forget_failures(record)  # a re-added model gets another try
             self._configs = {config.name: config for config in configs}
-            self._requested_pass += 1
-            wanted = self._requested_pass
+            wanted = self._passes_started + 1
         self._wake.set()
         return wanted
 
@@ -235,7 +250,8 @@ class ModelManager:
 
     def _pass(self) -> None:
         with self._lock:
-            target = self._requested_pass
+            self._passes_started += 1
+            number = self._passes_started
             configs = list(self._configs.values())
             removed = [name for name in self._records if name not in self._configs]
         for name in removed:
@@ -245,7 +261,7 @@ class ModelManager:
                 return
             self._reconcile(config)
         with self._lock:
-            self._completed_pass = max(self._completed_pass, target)
+            self._passes_done = number
             self._changed.notify_all()
 
     def _reconcile(self, config: ModelConfig) -> None:

@@ -50,7 +50,6 @@ class PredictCall:
     signature_name: str = ""
     output_filter: tuple[str, ...] = ()
     deadline_s: float | None = None  # on time.monotonic()'s clock
-    entrypoint: str = ENTRYPOINT_GRPC
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,6 +172,7 @@ class Predictor:
             self._metrics.observe_runtime(
                 call.target.name, API_PREDICT, RUNTIME, _elapsed_us(started)
             )
+        # TF Serving's run timeout fails a run that overruns the deadline; its client gave up anyway.
         _check_deadline(call.deadline_s)
         return PredictResult(servable, signature, result)
 
