@@ -264,7 +264,7 @@ def test_embedded_multi_model_plan_is_ready_answers_and_stops_without_orphans(mo
         _assert_known_answers(server, MODEL)
         _assert_known_answers(server, SECOND)
         assert server.log_path == tmp_path / "logs" / "all_models.log"
-        assert server.log_tail(1000).splitlines()[0].endswith(f"--host=127.0.0.1")
+        assert server.log_tail(1000).splitlines()[0].endswith("--host=127.0.0.1")
         assert psutil.Process(server.pid).cmdline()[1:3] == ["-m", "tfs_bench.server"]
         assert server.poll() is None
 

@@ -105,7 +105,7 @@ def _check_placement(server, hosting, device):
         assert fraction == [] and server["gpu_memory_fraction"] is None
     if hosting == "multi_process" and device == "cpu":
         assert len(server["cpu_set"]) == 2  # six cores over three servers
-        assert f"--tensorflow_intra_op_parallelism=2" in server["flags"]
+        assert "--tensorflow_intra_op_parallelism=2" in server["flags"]
         assert "--tensorflow_inter_op_parallelism=1" in server["flags"]
     else:
         assert server["cpu_set"] is None

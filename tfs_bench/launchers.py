@@ -44,6 +44,7 @@ import grpc
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 
+from tfs_bench import child_process
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import TfsBenchError
 
@@ -73,7 +74,6 @@ _CHANNEL_OPTIONS = (
 )
 _TAIL_READ_BYTES = 64 * 1024
 # The directory holding the tfs_bench package, so `python -m tfs_bench.server` finds this copy.
-_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
 class LaunchError(TfsBenchError):
@@ -311,7 +311,7 @@ class LaunchSpec:
         flags = list(self.server.flags)
         if self.kind == "embedded":
             # --host is ours: the real tensorflow_model_server listens on every interface.
-            return [sys.executable, "-m", EMBEDDED_MODULE, *flags, f"--host={self.server.host}"]
+            return child_process.module_argv(EMBEDDED_MODULE, *flags, f"--host={self.server.host}")
         if self.kind == "binary":
             return [self.binary_path, *flags]
         if self.kind == "docker":
@@ -369,12 +369,9 @@ def _child_setup(cpu_set: tuple[int, ...] | None):
 
 
 def _child_env(kind: str) -> dict[str, str]:
-    env = dict(os.environ)
     if kind == "embedded":
-        path = env.get("PYTHONPATH", "")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, path) if p)
-        env["PYTHONUNBUFFERED"] = "1"  # a crash's last words reach the log
-    return env
+        return child_process.child_env(PYTHONUNBUFFERED="1")  # a crash's last words reach the log
+    return dict(os.environ)
 
 
 def _check_ports_free(server: ServerEntry) -> None:
