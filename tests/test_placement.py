@@ -157,7 +157,7 @@ def test_version_directories(tmp_path):
     [("latest", (1, 2, 3), (3,)), ("latest:2", (1, 2, 3), (2, 3)), ("all", (1, 2), (1, 2)), ("specific:1,3", (1, 2, 3), (1, 3))],
 )
 def test_version_policies(text, available, served):
-    assert placement.VersionPolicy.parse(text).served(available) == served
+    assert tuple(sorted(placement.VersionPolicy.parse(text).select(available))) == served
 
 
 @pytest.mark.parametrize("text", ["newest", "latest:0", "latest:x", "specific:", "all:2"])
@@ -216,3 +216,15 @@ def test_plans_are_plain_values():
     plan = placement.make_plan(_request([_model("a")], hosting="dedicated", device="cpu"))
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.servers[0].grpc_port = 1
+
+
+def test_version_policy_round_trips_through_tf_serving_protos():
+    from tensorflow_serving.config import model_server_config_pb2
+
+    for text in ("latest:3", "all", "specific:2,5"):
+        policy = placement.VersionPolicy.parse(text)
+        config = model_server_config_pb2.ModelConfig()
+        policy.fill_proto(config.model_version_policy)
+        assert placement.VersionPolicy.from_proto(config.model_version_policy) == policy
+    assert placement.VersionPolicy.from_proto(model_server_config_pb2.ModelConfig().model_version_policy) == \
+        placement.VersionPolicy("latest", 1)  # unset: TF Serving serves the latest version

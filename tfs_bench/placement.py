@@ -17,6 +17,7 @@ from pathlib import Path
 from tfs_bench import modelcard
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import ModelError
+from tfs_bench.version_policy import VersionPolicy
 
 HOSTINGS = ("dedicated", "multi_model", "multi_process")
 DEVICES = ("cpu", "gpu")
@@ -83,44 +84,6 @@ def load_model_entry(name: str, base_path: str | os.PathLike) -> ModelEntry:
 
 
 # ----------------------------------------------------------------------------- policies
-
-
-@dataclasses.dataclass(frozen=True)
-class VersionPolicy:
-    """TF Serving's model_version_policy: latest N, all, or specific versions."""
-
-    kind: str = "latest"
-    num_versions: int = 1
-    versions: tuple[int, ...] = ()
-
-    def __post_init__(self):
-        if self.kind not in ("latest", "all", "specific"):
-            raise ConfigError(f"version policy must be latest[:N], all or specific:V[,V...], got {self.kind!r}")
-        if self.kind == "latest" and self.num_versions < 1:
-            raise ConfigError(f"version policy latest needs N >= 1, got {self.num_versions}")
-        if self.kind == "specific" and not self.versions:
-            raise ConfigError("version policy specific needs at least one version")
-
-    @classmethod
-    def parse(cls, text: str) -> "VersionPolicy":
-        kind, _, arg = text.partition(":")
-        try:
-            if kind == "latest":
-                return cls("latest", num_versions=int(arg) if arg else 1)
-            if kind == "specific":
-                return cls("specific", versions=tuple(int(v) for v in arg.split(",") if v))
-        except ValueError:
-            raise ConfigError(f"bad version policy {text!r}: versions must be integers") from None
-        if kind == "all" and not arg:
-            return cls("all")
-        raise ConfigError(f"version policy must be latest[:N], all or specific:V[,V...], got {text!r}")
-
-    def served(self, available: tuple[int, ...]) -> tuple[int, ...]:
-        if self.kind == "all":
-            return available
-        if self.kind == "latest":
-            return available[-self.num_versions :]
-        return tuple(v for v in self.versions if v in available)
 
 
 def parse_version_labels(text: str) -> dict[str, dict[str, int]]:
@@ -311,7 +274,7 @@ def make_plan(request: PlanRequest) -> Plan:
 
 def _hosted(model: ModelEntry, request: PlanRequest) -> HostedModel:
     policy = request.version_policy
-    served = policy.served(model.versions)
+    served = tuple(sorted(policy.select(model.versions)))
     if policy.kind == "specific":
         missing = sorted(set(policy.versions) - set(model.versions))
         if missing:

@@ -26,6 +26,7 @@ from tfs_bench import docker_deploy
 from tfs_bench import placement
 from tfs_bench import tfs_protos
 from tfs_bench.errors import ConfigError
+from tfs_bench.version_policy import VersionPolicy
 
 PLAN_FILE = "plan.json"
 CONTAINER_MODELS_ROOT = "/models"
@@ -41,7 +42,7 @@ class ConfigFiles:
     batching_parameters: str | None
 
 
-def model_server_config(models, policy: placement.VersionPolicy, base_path_of=None):
+def model_server_config(models, policy: VersionPolicy, base_path_of=None):
     """A ModelServerConfig listing `models`; `base_path_of(model)` maps paths (e.g. to a container)."""
     config = tfs_protos.ModelServerConfig()
     for model in models:
@@ -49,12 +50,7 @@ def model_server_config(models, policy: placement.VersionPolicy, base_path_of=No
         entry.name = model.name
         entry.base_path = base_path_of(model) if base_path_of else model.base_path
         entry.model_platform = "tensorflow"
-        if policy.kind == "latest":
-            entry.model_version_policy.latest.num_versions = policy.num_versions
-        elif policy.kind == "all":
-            entry.model_version_policy.all.SetInParent()
-        else:
-            entry.model_version_policy.specific.versions.extend(policy.versions)
+        policy.fill_proto(entry.model_version_policy)
         for label, version in sorted(model.labels.items()):
             entry.version_labels[label] = version
     return config

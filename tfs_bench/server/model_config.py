@@ -9,39 +9,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Iterable, Mapping
+from typing import Mapping
 
 from tfs_bench import tfs_protos
 from tfs_bench.errors import ConfigError
+from tfs_bench.version_policy import VersionPolicy
 
 PLATFORM = "tensorflow"
 _TENSORFLOW_MODEL_TYPE = 1  # the deprecated ModelConfig.model_type enum value TENSORFLOW
 _VERSION_DIR = re.compile(r"[0-9]+")
-
-
-@dataclasses.dataclass(frozen=True)
-class VersionPolicy:
-    """Which of the versions found on disk are served: latest N, all, or specific ones."""
-
-    kind: str = "latest"
-    num_versions: int = 1
-    versions: tuple[int, ...] = ()
-
-    def __post_init__(self):
-        if self.kind not in ("latest", "all", "specific"):
-            raise ConfigError(f"unknown version policy {self.kind!r}")
-        if self.kind == "latest" and self.num_versions < 1:
-            raise ConfigError(f"latest version policy needs num_versions >= 1, got {self.num_versions}")
-        if self.kind == "specific" and not self.versions:
-            raise ConfigError("specific version policy lists no versions")
-
-    def select(self, on_disk: Iterable[int]) -> frozenset[int]:
-        found = sorted(set(on_disk), reverse=True)
-        if self.kind == "latest":
-            return frozenset(found[: self.num_versions])
-        if self.kind == "all":
-            return frozenset(found)
-        return frozenset(found).intersection(self.versions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,15 +110,7 @@ def _check_platform(entry) -> None:
 
 
 def _policy_from_proto(name: str, policy) -> VersionPolicy:
-    choice = policy.WhichOneof("policy_choice")
     try:
-        if choice == "all":
-            return VersionPolicy(kind="all")
-        if choice == "specific":
-            return VersionPolicy(kind="specific", versions=tuple(sorted(set(policy.specific.versions))))
-        if choice == "latest":
-            # TF Serving treats an unset num_versions as 1.
-            return VersionPolicy(kind="latest", num_versions=max(1, policy.latest.num_versions))
-        return VersionPolicy()
+        return VersionPolicy.from_proto(policy)
     except ConfigError as e:
         raise ConfigError(f"Model {name}: {e}") from None
