@@ -1,0 +1,227 @@
+"""The server's lifecycle: configure TensorFlow, load every model, then open the ports; stop cleanly.
+
+Order matters and follows TF Serving: thread pools and GPU memory are set before the first model
+loads (TF fixes them at its first op), and the gRPC and REST ports open only once every initially
+configured model is AVAILABLE, so a client that can connect can also predict.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import threading
+import time
+
+from absl import logging
+
+from tfs_bench.errors import ConfigError
+from tfs_bench.server import batching
+from tfs_bench.server import devices
+from tfs_bench.server import grpc_service
+from tfs_bench.server import metrics as metrics_lib
+from tfs_bench.server import model_config
+from tfs_bench.server import predict
+from tfs_bench.server import rest
+from tfs_bench.server import servables
+from tfs_bench.server import warmup
+from tfs_bench.server.config_files import ServerConfig
+from tfs_bench.server.models import ModelManager
+from tfs_bench.server.options import ServerOptions
+from tfs_bench.server.status import ServingError
+
+# Enough handler threads that batches can fill: a request waiting in a batch holds its thread.
+GRPC_WORKER_THREADS = 64
+BATCH_SCHEDULER_CLOSE_TIMEOUT_S = 10.0
+
+
+class SignalStop:
+    """A stop flag a signal handler can set safely: the handler only writes to a pipe.
+
+    (threading.Event.set() takes a lock, which a handler interrupting its own thread inside that
+    lock would wait for forever.)
+    """
+
+    def __init__(self):
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        self._set = False
+
+    def set(self, *_signal_args) -> None:
+        try:
+            os.write(self._write_fd, b"x")
+        except BlockingIOError:
+            pass  # already full of wake-ups
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        if not self._set:
+            ready, _, _ = select.select([self._read_fd], [], [], timeout_s)
+            self._set = bool(ready)
+        return self._set
+
+    def is_set(self) -> bool:
+        return self.wait(0)
+
+    def close(self) -> None:
+        os.close(self._read_fd)
+        os.close(self._write_fd)
+
+
+class _ConfigFilePoller:
+    """Re-reads --model_config_file every N s and reloads the models when it changed."""
+
+    def __init__(self, path: str, interval_s: float, models: ModelManager, initial, reload_timeout_s: float):
+        self._path = path
+        self._interval_s = interval_s
+        self._models = models
+        self._last = initial
+        self._reload_timeout_s = reload_timeout_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="config-file-poller")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                configs = model_config.read_file(self._path)
+                if configs != self._last:
+                    logging.info("%s changed; reloading %d model(s)", self._path, len(configs))
+                    self._last = configs  # a failed reload is not retried until the file changes
+                    self._models.reload(configs, self._reload_timeout_s)
+            except (ConfigError, ServingError) as e:
+                # TF Serving keeps serving the previous config when a new one is bad.
+                logging.error("Model config reload from %s failed: %s", self._path, e)
+
+
+class ModelServer:
+    """One embedded server: models, batch scheduler, metrics, gRPC and REST listeners."""
+
+    def __init__(self, options: ServerOptions, config: ServerConfig):
+        self._options = options
+        self._config = config
+        self._metrics = metrics_lib.ServerMetrics() if config.prometheus_path else None
+        self._scheduler = None
+        self._models: ModelManager | None = None
+        self._grpc = None
+        self._grpc_executor = None
+        self._rest: rest.RestServer | None = None
+        self._config_poller: _ConfigFilePoller | None = None
+
+    @property
+    def rest_port(self) -> int | None:
+        return self._rest.port if self._rest else None
+
+    def start(self, stop) -> bool:
+        """Loads the models and opens the ports; False if `stop` was set while loading.
+
+        Raises ConfigError when the server cannot start; call stop() in either case.
+        """
+        options = self._options
+        devices.configure_threads(*options.thread_counts)
+        devices.limit_gpu_memory(options.per_process_gpu_memory_fraction)
+        if self._config.batching is not None:
+            self._scheduler = batching.BatchScheduler(self._config.batching, self._metrics)
+        self._models = ModelManager(self._load, options.file_system_poll_wait_s)
+        if not self._models.serve(self._config.models, stop):
+            return False
+        predictor = predict.Predictor(self._models, self._scheduler, self._metrics)
+        self._start_grpc(predictor)
+        self._start_rest(predictor)
+        if options.model_config_file and options.model_config_file_poll_wait_s > 0:
+            self._config_poller = _ConfigFilePoller(
+                options.model_config_file,
+                options.model_config_file_poll_wait_s,
+                self._models,
+                self._config.models,
+                options.reload_timeout_s,
+            )
+            self._config_poller.start()
+        return True
+
+    def _load(self, name: str, version: int, path: str):
+        started = time.perf_counter()
+        try:
+            servable = servables.load(name, version, path)
+            if self._options.enable_model_warmup:
+                count = warmup.replay(servable)
+                if count:
+                    logging.info("Finished reading %d warmup records for %s version %d", count, name, version)
+        except ServingError:
+            if self._metrics is not None:
+                self._metrics.observe_model_load_failure(path)
+            raise
+        if self._metrics is not None:
+            self._metrics.observe_model_load(path, (time.perf_counter() - started) * 1e6)
+        return servable
+
+    def _start_grpc(self, predictor: predict.Predictor) -> None:
+        options = self._options
+        if not options.grpc_port and not options.grpc_socket_path:
+            return
+        self._grpc, self._grpc_executor = grpc_service.start_server(
+            host=options.host,
+            port=options.grpc_port,
+            socket_path=options.grpc_socket_path,
+            channel_arguments=options.grpc_channel_arguments,
+            prediction_service=grpc_service.PredictionService(predictor),
+            model_service=grpc_service.ModelService(self._models, options.reload_timeout_s),
+            max_workers=GRPC_WORKER_THREADS,
+        )
+        if options.grpc_port:
+            logging.info("Running gRPC ModelServer at %s:%d ...", options.host, options.grpc_port)
+        if options.grpc_socket_path:
+            logging.info("Running gRPC ModelServer at UNIX socket %s ...", options.grpc_socket_path)
+
+    def _start_rest(self, predictor: predict.Predictor) -> None:
+        options = self._options
+        if self._config.prometheus_path and not options.rest_api_port:
+            logging.warning("Prometheus metrics are enabled but --rest_api_port is 0: not exported")
+        if not options.rest_api_port:
+            return
+        api = rest.RestApi(
+            predictor, self._models, options.rest_api_timeout_ms, self._metrics, self._config.prometheus_path
+        )
+        try:
+            self._rest = rest.RestServer(options.host, options.rest_api_port, api)
+        except OSError as e:
+            raise ConfigError(f"cannot listen for HTTP/REST on {options.host}:{options.rest_api_port}: {e}") from None
+        self._rest.start()
+        logging.info("Exporting HTTP/REST API at:%s:%d ...", options.host, self.rest_port)
+
+    def stop(self) -> None:
+        """Stops accepting, lets in-flight requests finish (bounded), joins every thread."""
+        grace_s = self._options.shutdown_grace_s
+        if self._grpc is not None:
+            self._grpc.stop(grace_s).wait()
+            self._grpc_executor.shutdown(wait=True)
+        if self._rest is not None:
+            self._rest.stop()
+        if self._config_poller is not None:
+            self._config_poller.stop()
+        if self._scheduler is not None:
+            self._scheduler.close(BATCH_SCHEDULER_CLOSE_TIMEOUT_S)
+        if self._models is not None:
+            self._models.stop()
+
+
+def serve_until_signalled(options: ServerOptions, config: ServerConfig) -> int:
+    """Runs the server until SIGTERM or SIGINT; returns the exit status. Raises ConfigError."""
+    stop = SignalStop()
+    previous = {sig: signal.signal(sig, stop.set) for sig in (signal.SIGTERM, signal.SIGINT)}
+    server = ModelServer(options, config)
+    try:
+        if server.start(stop):
+            stop.wait()
+            logging.info("Shutting down on signal")
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        stop.close()
+    return 0

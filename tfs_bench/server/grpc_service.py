@@ -1,0 +1,184 @@
+"""The gRPC front end: tensorflow.serving.PredictionService and ModelService."""
+
+from __future__ import annotations
+
+import time
+from concurrent import futures
+
+import grpc
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import model_management_pb2
+from tensorflow_serving.apis import model_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from tfs_bench.errors import ConfigError
+from tfs_bench.server import model_config
+from tfs_bench.server import predict
+from tfs_bench.server import status
+from tfs_bench.server import tensors
+from tfs_bench.server.status import ServingError
+
+# A default Python gRPC server takes 4 MiB; TF Serving raises both limits to the protobuf maximum.
+MAX_MESSAGE_BYTES = 2**31 - 1
+# Leaves a reload this share of the client's deadline, so the client gets our status, not its own.
+_RELOAD_DEADLINE_SHARE = 0.9
+
+
+def target_of(model_spec) -> predict.ModelTarget:
+    choice = model_spec.WhichOneof("version_choice")
+    return predict.ModelTarget(
+        name=model_spec.name,
+        version=model_spec.version.value if choice == "version" else None,
+        label=model_spec.version_label if choice == "version_label" else None,
+    )
+
+
+def _deadline_s(context) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def _require_model_spec(request) -> None:
+    if not request.HasField("model_spec"):
+        raise status.invalid_argument("Missing ModelSpec")
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, predictor: predict.Predictor):
+        self._predictor = predictor
+
+    def Predict(self, request, context):
+        try:
+            with self._predictor.observe_request(request.model_spec.name, predict.ENTRYPOINT_GRPC):
+                return self._predict(request, context)
+        except ServingError as e:
+            context.abort(e.code, e.message)
+
+    def _predict(self, request, context):
+        _require_model_spec(request)
+        call = predict.PredictCall(
+            target=target_of(request.model_spec),
+            signature_name=request.model_spec.signature_name,
+            output_filter=tuple(request.output_filter),
+            deadline_s=_deadline_s(context),
+            entrypoint=predict.ENTRYPOINT_GRPC,
+        )
+        result = self._predictor.predict(call, predict.proto_decoder(request.inputs))
+        response = predict_pb2.PredictResponse()
+        for alias, array in result.outputs.items():
+            tensors.from_numpy(array, response.outputs[alias])
+        response.model_spec.name = request.model_spec.name
+        response.model_spec.version.value = result.servable.version
+        response.model_spec.signature_name = result.signature.name
+        return response
+
+    def GetModelMetadata(self, request, context):
+        try:
+            _require_model_spec(request)
+            predict.check_metadata_fields(request.metadata_field)
+            servable = self._predictor.find(target_of(request.model_spec))
+        except ServingError as e:
+            context.abort(e.code, e.message)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        response.metadata[predict.SIGNATURE_DEF_FIELD].CopyFrom(servable.signature_def_any)
+        return response
+
+    def Classify(self, request, context):
+        _unimplemented(context, "Classify")
+
+    def Regress(self, request, context):
+        _unimplemented(context, "Regress")
+
+    def MultiInference(self, request, context):
+        _unimplemented(context, "MultiInference")
+
+
+def _unimplemented(context, method: str):
+    context.abort(
+        grpc.StatusCode.UNIMPLEMENTED,
+        f"{method} is not implemented by the tfs_bench embedded server; use Predict",
+    )
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, models, reload_timeout_s: float):
+        self._models = models
+        self._reload_timeout_s = reload_timeout_s
+
+    def GetModelStatus(self, request, context):
+        try:
+            _require_model_spec(request)
+            target = target_of(request.model_spec)
+            statuses = self._models.version_statuses(target.name, target.version, target.label)
+        except ServingError as e:
+            context.abort(e.code, e.message)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for version_status in statuses:
+            entry = response.model_version_status.add(
+                version=version_status.version, state=int(version_status.state)
+            )
+            entry.status.error_code = version_status.error_code.value[0]
+            entry.status.error_message = version_status.error_message
+        return response
+
+    def HandleReloadConfigRequest(self, request, context):
+        try:
+            configs = model_config.from_proto(request.config)
+        except ConfigError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        remaining = context.time_remaining()
+        timeout_s = self._reload_timeout_s
+        if remaining is not None:
+            timeout_s = min(timeout_s, remaining * _RELOAD_DEADLINE_SHARE)
+        try:
+            self._models.reload(configs, timeout_s)
+        except ServingError as e:
+            context.abort(e.code, e.message)
+        response = model_management_pb2.ReloadConfigResponse()
+        response.status.SetInParent()
+        return response
+
+
+def _listen_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def start_server(
+    *,
+    host: str,
+    port: int,
+    socket_path: str,
+    channel_arguments,
+    prediction_service: PredictionService,
+    model_service: ModelService,
+    max_workers: int,
+) -> tuple[grpc.Server, futures.ThreadPoolExecutor]:
+    """Binds and starts the gRPC server; raises ConfigError when a listener cannot be bound."""
+    supplied = {key for key, _ in channel_arguments}
+    defaults = [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        # Without this two servers can silently share a port; TF Serving fails instead.
+        ("grpc.so_reuseport", 0),
+    ]
+    server_options = list(channel_arguments) + [(k, v) for k, v in defaults if k not in supplied]
+    executor = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc")
+    server = grpc.server(executor, options=server_options)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction_service, server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_service, server)
+    addresses = [_listen_address(host, port)] if port else []
+    if socket_path:
+        addresses.append(f"unix:{socket_path}")
+    try:
+        for address in addresses:
+            if server.add_insecure_port(address) == 0:
+                raise RuntimeError("bind failed")
+    except RuntimeError as e:
+        executor.shutdown(wait=False)
+        raise ConfigError(f"cannot listen for gRPC on {address}: {e}") from None
+    server.start()
+    return server, executor

@@ -1,0 +1,207 @@
+"""Predict and GetModelMetadata, independent of the protocol that carried the request.
+
+Checks run in TF Serving's order with its messages (predict_util.cc): servable, signature, input
+aliases, tensor parsing (done by the caller's decoder), output filter, dtypes, then the run. The run
+goes through the batch scheduler when batching is on and straight to TensorFlow otherwise; metrics
+are recorded where TF Serving records them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from typing import Callable, Collection, Mapping
+
+import grpc
+import numpy as np
+
+from tfs_bench.server import batching
+from tfs_bench.server import servables
+from tfs_bench.server import status
+from tfs_bench.server import tensors
+from tfs_bench.server.servables import DEFAULT_SIGNATURE
+from tfs_bench.server.servables import LoadedVersion
+from tfs_bench.server.servables import Signature
+from tfs_bench.server.status import ServingError
+
+# Metric label values TF Serving uses (prediction_service_impl.cc, predict_util.cc).
+API_PREDICT = "Predict"
+RUNTIME = "TF1"
+ENTRYPOINT_GRPC = "GRPC"
+ENTRYPOINT_REST = "REST"
+SIGNATURE_DEF_FIELD = "signature_def"
+
+Decoder = Callable[[Signature], Mapping[str, np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelTarget:
+    """What a request addresses: a model and at most one of version and label."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictCall:
+    target: ModelTarget
+    signature_name: str = ""
+    output_filter: tuple[str, ...] = ()
+    deadline_s: float | None = None  # on time.monotonic()'s clock
+    entrypoint: str = ENTRYPOINT_GRPC
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictResult:
+    servable: LoadedVersion
+    signature: Signature
+    outputs: Mapping[str, np.ndarray]  # in the order the response lists them
+
+
+def check_input_aliases(signature: Signature, aliases: Collection[str]) -> None:
+    expected = signature.inputs
+    if len(aliases) != len(expected):
+        sent, wanted = sorted(aliases), sorted(expected)
+        raise status.invalid_argument(
+            f"input size does not match signature: {len(aliases)}!={len(expected)} "
+            f"len({{{','.join(sent)}}}) != len({{{','.join(wanted)}}}). "
+            f"Sent extra: {{{','.join(sorted(set(sent) - set(wanted)))}}}. "
+            f"Missing but required: {{{','.join(sorted(set(wanted) - set(sent)))}}}."
+        )
+    for alias in aliases:
+        if alias not in expected:
+            raise status.invalid_argument(
+                f"input tensor alias not found in signature: {alias}. "
+                f"Inputs expected to be in the set {{{','.join(expected)}}}."
+            )
+
+
+def proto_decoder(inputs: Mapping) -> Decoder:
+    """A decoder for a request's map of TensorProtos (gRPC requests and warm-up records)."""
+
+    def decode(signature: Signature) -> dict[str, np.ndarray]:
+        check_input_aliases(signature, list(inputs))
+        arrays = {}
+        for alias, proto in inputs.items():
+            try:
+                arrays[alias] = tensors.to_numpy(proto)
+            except tensors.TensorParseError:
+                raise status.invalid_argument(f"tensor parsing error: {alias}") from None
+        return arrays
+
+    return decode
+
+
+def output_aliases(signature: Signature, output_filter: tuple[str, ...]) -> tuple[str, ...]:
+    if not output_filter:
+        return signature.output_aliases
+    seen = set()
+    for alias in output_filter:
+        if alias not in signature.outputs:
+            raise status.invalid_argument(
+                f"output tensor alias not found in signature: {alias} "
+                f"Outputs expected to be in the set {{{','.join(signature.outputs)}}}."
+            )
+        if alias in seen:
+            raise status.invalid_argument(f"duplicate output tensor alias: {alias}")
+        seen.add(alias)
+    return output_filter
+
+
+def check_dtypes(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None:
+    for alias, array in inputs.items():
+        spec = signature.inputs[alias]
+        if array.dtype != spec.numpy_dtype:
+            provided = _dtype_name(array)
+            raise status.invalid_argument(
+                f"Expects arg[{signature.input_index[alias]}] to be {spec.dtype_name} "
+                f"but {provided} is provided"
+            )
+
+
+def _dtype_name(array: np.ndarray) -> str:
+    return servables.dtype_name(tensors.dtype_enum_of(array))
+
+
+def check_metadata_fields(fields: Collection[str]) -> None:
+    if not fields:
+        raise status.invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
+    for field in fields:
+        if field != SIGNATURE_DEF_FIELD:
+            raise status.invalid_argument(f"Metadata field {field} is not supported")
+
+
+def _check_deadline(deadline_s: float | None) -> None:
+    if deadline_s is not None and time.monotonic() >= deadline_s:
+        raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded")
+
+
+class Predictor:
+    """Runs Predict for both front ends. `scheduler` and `metrics` are optional."""
+
+    def __init__(self, models, scheduler=None, metrics=None):
+        self._models = models
+        self._scheduler = scheduler
+        self._metrics = metrics
+
+    def find(self, target: ModelTarget) -> LoadedVersion:
+        return self._models.find(target.name, target.version, target.label)
+
+    def signature(self, target: ModelTarget, signature_name: str) -> tuple[LoadedVersion, Signature]:
+        servable = self.find(target)
+        name = signature_name or DEFAULT_SIGNATURE
+        signature = servable.signatures.get(name)
+        if signature is None:
+            raise status.failed_precondition(f'Serving signature key "{name}" not found.')
+        return servable, signature
+
+    def predict(self, call: PredictCall, decode: Decoder) -> PredictResult:
+        """Raises ServingError; `decode` turns the request's inputs into arrays (or raises)."""
+        servable, signature = self.signature(call.target, call.signature_name)
+        inputs = decode(signature)
+        outputs = output_aliases(signature, call.output_filter)
+        check_dtypes(signature, inputs)
+        _check_deadline(call.deadline_s)
+        started = time.perf_counter()
+        if self._scheduler is None:
+            result = signature.run(inputs, outputs)
+        else:
+            result = self._run_batched(servable, signature, inputs, outputs, call.deadline_s)
+        if self._metrics is not None:
+            self._metrics.observe_runtime(
+                call.target.name, API_PREDICT, RUNTIME, _elapsed_us(started)
+            )
+        _check_deadline(call.deadline_s)
+        return PredictResult(servable, signature, result)
+
+    def _run_batched(self, servable, signature, inputs, outputs, deadline_s):
+        # Tasks batch together only when one graph call can serve them all.
+        key = (servable.name, servable.version, signature.name, outputs)
+        try:
+            return self._scheduler.run(
+                key, inputs, lambda batch: signature.run(batch, outputs), deadline_s=deadline_s
+            )
+        except batching.BatchingError as e:
+            raise ServingError(e.code, e.message) from None
+
+    @contextlib.contextmanager
+    def observe_request(self, model_name: str, entrypoint: str):
+        """Counts every request and times the successful ones, as TF Serving does."""
+        if self._metrics is None:
+            yield
+            return
+        started = time.perf_counter()
+        try:
+            yield
+        except ServingError as e:
+            self._metrics.observe_request(model_name, API_PREDICT, entrypoint, e.code.name, None)
+            raise
+        self._metrics.observe_request(
+            model_name, API_PREDICT, entrypoint, "OK", _elapsed_us(started)
+        )
+
+
+def _elapsed_us(started: float) -> float:
+    return (time.perf_counter() - started) * 1e6

@@ -1,0 +1,170 @@
+"""TensorProto <-> numpy, with TensorFlow's Tensor::FromProto / AsProtoField semantics.
+
+Decoding reads `tensor_content` with np.frombuffer (no copy) and typed `*_val` fields through one
+numpy conversion. Encoding writes typed fields (TF Serving's default for Predict); float and double
+outputs are written as the packed wire bytes of the field and parsed by protobuf's C code, which is
+about ten times faster than extending the repeated field element by element.
+"""
+
+from __future__ import annotations
+
+import math
+
+import ml_dtypes
+import numpy as np
+from tensorflow.core.framework import types_pb2
+
+_DT = types_pb2.DataType
+
+_NUMPY_DTYPE = {
+    _DT.DT_FLOAT: np.dtype(np.float32),
+    _DT.DT_DOUBLE: np.dtype(np.float64),
+    _DT.DT_HALF: np.dtype(np.float16),
+    _DT.DT_BFLOAT16: np.dtype(ml_dtypes.bfloat16),
+    _DT.DT_INT8: np.dtype(np.int8),
+    _DT.DT_INT16: np.dtype(np.int16),
+    _DT.DT_INT32: np.dtype(np.int32),
+    _DT.DT_INT64: np.dtype(np.int64),
+    _DT.DT_UINT8: np.dtype(np.uint8),
+    _DT.DT_UINT16: np.dtype(np.uint16),
+    _DT.DT_UINT32: np.dtype(np.uint32),
+    _DT.DT_UINT64: np.dtype(np.uint64),
+    _DT.DT_BOOL: np.dtype(np.bool_),
+    _DT.DT_COMPLEX64: np.dtype(np.complex64),
+    _DT.DT_COMPLEX128: np.dtype(np.complex128),
+    _DT.DT_STRING: np.dtype(object),
+}
+_DTYPE_ENUM = {dtype: enum for enum, dtype in _NUMPY_DTYPE.items() if enum != _DT.DT_STRING}
+
+_FIELD = {
+    _DT.DT_FLOAT: "float_val",
+    _DT.DT_DOUBLE: "double_val",
+    _DT.DT_HALF: "half_val",
+    _DT.DT_BFLOAT16: "half_val",
+    _DT.DT_INT8: "int_val",
+    _DT.DT_INT16: "int_val",
+    _DT.DT_INT32: "int_val",
+    _DT.DT_UINT8: "int_val",
+    _DT.DT_UINT16: "int_val",
+    _DT.DT_INT64: "int64_val",
+    _DT.DT_UINT32: "uint32_val",
+    _DT.DT_UINT64: "uint64_val",
+    _DT.DT_BOOL: "bool_val",
+    _DT.DT_COMPLEX64: "scomplex_val",
+    _DT.DT_COMPLEX128: "dcomplex_val",
+    _DT.DT_STRING: "string_val",
+}
+# Fields whose packed encoding is the little-endian array itself: (field number, wire dtype).
+_PACKED_FIXED = {_DT.DT_FLOAT: (5, "<f4"), _DT.DT_DOUBLE: (6, "<f8")}
+_HALF_BITS = (_DT.DT_HALF, _DT.DT_BFLOAT16)  # stored as their 16 bits in int32 half_val
+_COMPLEX_PARTS = {_DT.DT_COMPLEX64: np.float32, _DT.DT_COMPLEX128: np.float64}
+
+
+class TensorParseError(ValueError):
+    """The proto does not describe a tensor (TF's FromProto would fail)."""
+
+
+def dtype_enum_of(array: np.ndarray) -> int:
+    if array.dtype == object or array.dtype.kind in "SU":
+        return _DT.DT_STRING
+    try:
+        return _DTYPE_ENUM[array.dtype]
+    except KeyError:
+        raise TensorParseError(f"numpy dtype {array.dtype} has no TensorFlow equivalent") from None
+
+
+def numpy_dtype(dtype_enum: int) -> np.dtype:
+    try:
+        return _NUMPY_DTYPE[dtype_enum]
+    except KeyError:
+        raise TensorParseError(f"unsupported dtype {dtype_enum}") from None
+
+
+def to_numpy(tensor) -> np.ndarray:
+    """Decodes a TensorProto; raises TensorParseError where TF's Tensor::FromProto fails."""
+    dtype = numpy_dtype(tensor.dtype)
+    shape = _shape(tensor.tensor_shape)
+    count = math.prod(shape)
+    if tensor.tensor_content and tensor.dtype != _DT.DT_STRING:
+        if len(tensor.tensor_content) != count * dtype.itemsize:
+            raise TensorParseError("tensor_content size does not match the shape")
+        return np.frombuffer(tensor.tensor_content, dtype=dtype).reshape(shape)
+    values = _typed_values(tensor, dtype)
+    return _fill(values, count, dtype).reshape(shape)
+
+
+def _shape(shape_proto) -> tuple[int, ...]:
+    if shape_proto.unknown_rank:
+        raise TensorParseError("a request tensor must have a known rank")
+    shape = tuple(dim.size for dim in shape_proto.dim)
+    if any(size < 0 for size in shape):
+        raise TensorParseError("a request tensor must have a fully known shape")
+    return shape
+
+
+def _typed_values(tensor, dtype: np.dtype) -> np.ndarray:
+    field = getattr(tensor, _FIELD[tensor.dtype])
+    if tensor.dtype == _DT.DT_STRING:
+        return np.array(list(field), dtype=object)
+    if tensor.dtype in _HALF_BITS:
+        return np.array(field, dtype=np.uint16).view(dtype)
+    if tensor.dtype in _COMPLEX_PARTS:
+        return np.array(field, dtype=_COMPLEX_PARTS[tensor.dtype]).view(dtype)
+    return np.array(field, dtype=dtype)
+
+
+def _fill(values: np.ndarray, count: int, dtype: np.dtype) -> np.ndarray:
+    # Tensor::FromProto: no values means zeros, too few repeat the last one, extras are ignored.
+    if values.size == count:
+        return values
+    if values.size == 0:
+        return np.zeros(count, dtype=dtype) if dtype != object else np.full(count, b"", dtype=object)
+    if values.size > count:
+        return values[:count]
+    return np.concatenate([values, np.repeat(values[-1:], count - values.size)])
+
+
+def from_numpy(array: np.ndarray, tensor) -> None:
+    """Writes `array` into the (empty) TensorProto `tensor` using typed fields."""
+    dtype_enum = dtype_enum_of(array)
+    if dtype_enum in _PACKED_FIXED:
+        field_number, wire_dtype = _PACKED_FIXED[dtype_enum]
+        raw = np.ascontiguousarray(array, dtype=wire_dtype).tobytes()
+        tensor.MergeFromString(_tensor_bytes(dtype_enum, array.shape, field_number, raw))
+        return
+    tensor.dtype = dtype_enum
+    for size in array.shape:
+        tensor.tensor_shape.dim.add(size=size)
+    flat = array.ravel()
+    if dtype_enum in _HALF_BITS:
+        flat = flat.view(np.uint16)
+    elif dtype_enum in _COMPLEX_PARTS:
+        flat = flat.view(_COMPLEX_PARTS[dtype_enum])
+    elif dtype_enum == _DT.DT_STRING:
+        flat = [value if isinstance(value, bytes) else str(value).encode() for value in flat]
+        getattr(tensor, _FIELD[dtype_enum]).extend(flat)
+        return
+    getattr(tensor, _FIELD[dtype_enum]).extend(flat.tolist())
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def _length_delimited(field_number: int, payload: bytes) -> bytes:
+    return _varint(field_number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _tensor_bytes(dtype_enum: int, shape: tuple[int, ...], field_number: int, raw: bytes) -> bytes:
+    # TensorProto: dtype = 1 (varint), tensor_shape = 2 { dim = 2 { size = 1 } }, typed field packed.
+    dims = b"".join(_length_delimited(2, b"\x08" + _varint(size)) for size in shape)
+    out = b"\x08" + _varint(dtype_enum) + _length_delimited(2, dims)
+    return out + _length_delimited(field_number, raw) if raw else out
