@@ -11,7 +11,6 @@ import dataclasses
 import http.client
 import json
 import resource
-import socket
 import threading
 import time
 
@@ -126,22 +125,6 @@ def rest_loop(host: str, port: int, model: str, body: bytes, concurrency: int, w
 
     factory()()  # one checked request first
     return _run_threads(factory, concurrency, warmup_s, duration_s)
-
-
-def free_port_base() -> int:
-    """A free even/odd pair of loopback ports for the server's gRPC and REST listeners."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1] & ~1
-        with socket.socket() as grpc_port, socket.socket() as rest_port:
-            try:
-                grpc_port.bind(("127.0.0.1", base))
-                rest_port.bind(("127.0.0.1", base + 1))
-            except OSError:
-                continue
-        return base
-    raise RuntimeError("no free pair of loopback ports")
 
 
 def grpc_requests(target: str, payload: bytes, count: int) -> None:

@@ -1,6 +1,6 @@
 """Memory of the embedded server: each quick-start model alone, and all in one server.
 
-  python bench/server_memory.py [--models=tiny_cnn,mobilenet_v2_small]
+  python -m bench.server_memory [--models=tiny_cnn,mobilenet_v2_small]
 
 Each server is launched, answers `--requests` Predicts per model (so kernels and buffers exist),
 and its peak resident set (VmHWM) is read before it stops. Sharing one TensorFlow runtime should
@@ -10,7 +10,6 @@ cost less than the sum of the dedicated servers; the saving is printed.
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -18,14 +17,11 @@ import numpy as np
 from absl import app
 from absl import flags
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import closed_loop  # noqa: E402
-from tfs_bench import launchers  # noqa: E402
-from tfs_bench import placement  # noqa: E402
-from tfs_bench import savedmodels  # noqa: E402
-from tfs_bench import server_config  # noqa: E402
+from bench import bench_server
+from bench import closed_loop
+from tfs_bench import placement
+from tfs_bench import savedmodels
 
 _MODELS = flags.DEFINE_list("models", ["tiny_cnn", "mobilenet_v2_small"], "Zoo models.")
 _REQUESTS = flags.DEFINE_integer("requests", 20, "Predicts per model before reading memory.", lower_bound=1)
@@ -43,11 +39,7 @@ def peak_rss_bytes(pid: int) -> int:
 def _serve_and_measure(cards, work: Path) -> int:
     models = tuple(placement.load_model_entry(c.export_name, str(Path(_SAVED_MODELS.value, c.export_name).absolute()))
                    for c in cards)
-    plan = placement.make_plan(placement.PlanRequest(models=models, hosting="multi_model", device="cpu",
-                                                     port_base=closed_loop.free_port_base()))
-    path = server_config.write_plan(plan, work / "plan", docker_image="tensorflow/serving:latest")
-    (entry,) = launchers.server_entries(server_config.read_plan(path))
-    with launchers.launch(launchers.LaunchSpec("embedded", entry, log_dir=str(work))) as server:
+    with bench_server.planned_server(models, work) as server:
         for card in cards:
             _, h, w, c = card.inputs[0].shape
             payload = closed_loop.predict_bytes(card.export_name, card.inputs[0].name,

@@ -1,6 +1,6 @@
 """Per-request cost of the embedded server on a trivial model, and its peak Predict rate.
 
-  python bench/server_overhead.py [--duration_s=10] [--concurrency=8]
+  python -m bench.server_overhead [--duration_s=10] [--concurrency=8]
 
 On half_plus_two (three floats in, three out, so TensorFlow's own work is negligible):
 - server CPU µs per Predict over gRPC and over REST (the server process's user+system CPU time
@@ -12,8 +12,6 @@ Client and server share this machine's cores, so the peak rates are lower bounds
 from __future__ import annotations
 
 import json
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +19,12 @@ import psutil
 from absl import app
 from absl import flags
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import closed_loop  # noqa: E402
-from tfs_bench import known_answer  # noqa: E402
-from tfs_bench import launchers  # noqa: E402
-from tfs_bench import placement  # noqa: E402
-from tfs_bench import server_config  # noqa: E402
+from bench import bench_server
+from bench import closed_loop
+from tfs_bench import known_answer
+from tfs_bench import launchers
+from tfs_bench import placement
 
 _DURATION = flags.DEFINE_float("duration_s", 10.0, "Measured seconds per figure.")
 _WARMUP = flags.DEFINE_float("warmup_s", 2.0, "Unmeasured seconds first.")
@@ -39,15 +35,6 @@ _OUTPUT = flags.DEFINE_string("output", None, "Also write the figures as JSON he
 def _cpu_s(pid: int) -> float:
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
-
-
-def _launch(base_path: Path, work: Path, batching: placement.BatchingSpec | None) -> launchers.RunningServer:
-    entry = placement.load_model_entry(known_answer.MODEL_NAME, str(base_path))
-    plan = placement.make_plan(placement.PlanRequest(
-        models=(entry,), hosting="dedicated", device="cpu", port_base=closed_loop.free_port_base(), batching=batching))
-    path = server_config.write_plan(plan, work / "plan", docker_image="tensorflow/serving:latest")
-    (server,) = launchers.server_entries(server_config.read_plan(path))
-    return launchers.launch(launchers.LaunchSpec("embedded", server, log_dir=str(work)))
 
 
 def _measure(server: launchers.RunningServer, protocol: str) -> dict:
@@ -77,18 +64,15 @@ def _measure(server: launchers.RunningServer, protocol: str) -> dict:
 def main(argv):
     del argv
     rows = []
-    with tempfile.TemporaryDirectory(prefix="server_overhead.") as tmp:
-        work = Path(tmp)
-        base = known_answer.write_models(str(work / "models"))
-        batching = placement.BatchingSpec(max_batch_size=32, batch_timeout_micros=1000, num_batch_threads=2)
-        for label, spec in (("batching off", None), ("batching on", batching)):
-            with _launch(base, work / label.replace(" ", "_"), spec) as server:
-                for protocol in ("grpc", "rest"):
-                    row = {"batching": spec is not None, **_measure(server, protocol)}
-                    rows.append(row)
-                    print(f"{label:>12}, {protocol:>4}: {row['requests_per_s']:7.0f} Predict/s, server "
-                          f"{row['server_cpu_us_per_request']:5.0f} CPU µs/request, client "
-                          f"{row['client_cpu_us_per_request']:5.0f} CPU µs/request", flush=True)
+    batching = placement.BatchingSpec(max_batch_size=32, batch_timeout_micros=1000, num_batch_threads=2)
+    for label, spec in (("batching off", None), ("batching on", batching)):
+        with bench_server.half_plus_two_server(batching=spec) as server:
+            for protocol in ("grpc", "rest"):
+                row = {"batching": spec is not None, **_measure(server, protocol)}
+                rows.append(row)
+                print(f"{label:>12}, {protocol:>4}: {row['requests_per_s']:7.0f} Predict/s, server "
+                      f"{row['server_cpu_us_per_request']:5.0f} CPU µs/request, client "
+                      f"{row['client_cpu_us_per_request']:5.0f} CPU µs/request", flush=True)
     if _OUTPUT.value:
         Path(_OUTPUT.value).write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -1,6 +1,6 @@
 """Serving tax of the embedded server: served throughput at saturation ÷ raw TensorFlow throughput.
 
-  python bench/serving_tax.py [--model=mobilenet_v2] [--batch_sizes=1,8] [--rounds=3]
+  python -m bench.serving_tax [--model=mobilenet_v2] [--batch_sizes=1,8] [--rounds=3]
 
 For each input encoding (float32, uint8) and batch size, the same SavedModel runs with the same
 thread settings and the same number of concurrent callers two ways, interleaved round by round:
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -22,15 +21,13 @@ import numpy as np
 from absl import app
 from absl import flags
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import closed_loop  # noqa: E402
-from tfs_bench import launchers  # noqa: E402
-from tfs_bench import placement  # noqa: E402
-from tfs_bench import savedmodels  # noqa: E402
-from tfs_bench import server_config  # noqa: E402
-from tfs_bench import raw_throughput  # noqa: E402
+from bench import bench_server
+from bench import closed_loop
+from tfs_bench import launchers
+from tfs_bench import placement
+from tfs_bench import savedmodels
+from tfs_bench import raw_throughput
 
 _MODEL = flags.DEFINE_string("model", "mobilenet_v2", "Zoo model.")
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "8"], "Images per request.")
@@ -42,7 +39,6 @@ _CONCURRENCY = flags.DEFINE_integer("concurrency", 2, "Requests in flight (and r
 _INTRA = flags.DEFINE_integer("intra_op", 2, "TensorFlow intra-op threads, both ways.", lower_bound=1)
 _INTER = flags.DEFINE_integer("inter_op", 1, "TensorFlow inter-op threads, both ways.", lower_bound=1)
 _SAVED_MODELS = flags.DEFINE_string("saved_models_dir", "saved_models", "Where exports are (made if missing).")
-_PORT_BASE = flags.DEFINE_integer("port_base", 0, "gRPC port of the benchmark server (0: a free one).")
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the figures as JSON here.")
 
 
@@ -53,14 +49,9 @@ def _export(encoding: str) -> savedmodels.ExportResult:
 
 
 def _start_server(exports, work_dir: Path) -> launchers.RunningServer:
-    models = tuple(placement.load_model_entry(r.card.export_name, str(r.version_dir.parent.absolute()))
-                   for r in exports)
-    plan = placement.make_plan(placement.PlanRequest(
-        models=models, hosting="multi_model", device="cpu", port_base=_PORT_BASE.value or closed_loop.free_port_base(),
-        threads=placement.Threads(intra_op=_INTRA.value, inter_op=_INTER.value)))
-    path = server_config.write_plan(plan, work_dir / "plan", docker_image="tensorflow/serving:latest")
-    (entry,) = launchers.server_entries(server_config.read_plan(path))
-    return launchers.launch(launchers.LaunchSpec("embedded", entry, log_dir=str(work_dir)))
+    models = [placement.load_model_entry(r.card.export_name, str(r.version_dir.parent.absolute())) for r in exports]
+    threads = placement.Threads(intra_op=_INTRA.value, inter_op=_INTER.value)
+    return bench_server.planned_server(models, work_dir, threads=threads)
 
 
 def _pixels(card, batch_size: int) -> np.ndarray:

@@ -22,6 +22,7 @@ PIP_NAMES = {
     "ml_dtypes": "tensorflow",  # numpy's bfloat16; ships as a dependency of the tensorflow wheel
     "numpy": "numpy",
     "pandas": "pandas",
+    "PIL": "pillow",
     "psutil": "psutil",
     "pyarrow": "pyarrow",
     "pynvml": "nvidia-ml-py",
@@ -72,9 +73,8 @@ def _python_files():
 
 
 def _module_of(path: str) -> str:
-    if path.startswith(("tests/", "bench/")):
-        # pytest puts tests/ on sys.path (`from conftest import ...`), and so do bench scripts.
-        return Path(path).stem
+    if path.startswith("tests/"):
+        return Path(path).stem  # pytest puts tests/ on sys.path: `from conftest import ...`
     module = path[:-3].replace("/", ".")
     return module[: -len(".__init__")] if module.endswith(".__init__") else module
 
@@ -117,8 +117,9 @@ def test_deps_name_defined_targets_and_cover_imports():
     for name, target in TARGETS.items():
         for src in target["srcs"]:
             provided[_module_of(src)] = name
-    # The package and the modules of tests/ (conftest and its helpers) are ours, not third-party.
-    local_tops = {module.split(".")[0] for module in provided}
+    # Top-level names of this repository's modules: tfs_bench, bench, and test helpers imported by
+    # their stem (pytest puts tests/ on sys.path).
+    first_party = {"tfs_bench"} | {module.split(".")[0] for module in provided}
     problems = []
     for name, target in TARGETS.items():
         deps = set(target["deps"])
@@ -129,8 +130,8 @@ def test_deps_name_defined_targets_and_cover_imports():
         for src in target["srcs"]:
             for imported in _imports(src):
                 top = imported.split(".")[0]
-                if imported == "tfs_bench":
-                    continue  # the package root; `from tfs_bench import x` needs x, not __init__
+                if imported in ("tfs_bench", "bench"):
+                    continue  # package roots; `from tfs_bench import x` needs x, not __init__
                 if imported in provided:
                     owner = provided[imported]
                     if owner != name and f":{owner}" not in deps:
@@ -138,10 +139,10 @@ def test_deps_name_defined_targets_and_cover_imports():
                 elif top in PIP_NAMES:
                     if f"requirement:{PIP_NAMES[top]}" not in deps:
                         problems.append(f'{name}: {src} imports {top}; add requirement("{PIP_NAMES[top]}")')
-                elif top in local_tops and imported.split(".")[-1][:1].islower():
+                elif top in first_party and imported.split(".")[-1][:1].islower():
                     if imported not in provided and ".".join(imported.split(".")[:-1]) not in provided:
                         problems.append(f"{name}: {src} imports {imported}, which no target provides")
-                elif top not in sys.stdlib_module_names and top not in local_tops:
+                elif top not in sys.stdlib_module_names and top not in first_party:
                     problems.append(f"{name}: {src} imports {top}, a third-party module PIP_NAMES does not know")
     assert problems == []
 

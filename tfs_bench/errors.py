@@ -18,6 +18,10 @@ class ModelError(TfsBenchError):
     """A model name, model directory or SavedModel is unusable."""
 
 
+class LoadError(TfsBenchError):
+    """The load generator could not measure: a target is unreachable or a worker process failed."""
+
+
 def exits_cleanly(main):
     """Wraps an absl `main`: a TfsBenchError becomes `error: <message>` and exit status 1."""
 

@@ -1,0 +1,194 @@
+"""`python -m tfs_bench.load` end to end: flags, refusals, modes, files and what it prints."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO_ROOT
+from conftest import run_env
+from load_support import MODEL
+from load_support import QUICK_FLAGS
+from load_support import run_records
+from load_support import run_summary
+from load_support import skip_if_the_machine_was_too_busy
+from load_support import start_two_name_server
+from serving_process import free_port
+
+CLI_TIMEOUT_S = 120
+
+
+def load_cli(*args, timeout_s=CLI_TIMEOUT_S) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "tfs_bench.load", *args]
+    return subprocess.run(argv, capture_output=True, text=True, env=run_env(), cwd=REPO_ROOT, timeout=timeout_s)
+
+
+@pytest.fixture(scope="module")
+def server(known_answer_dir, tmp_path_factory):
+    server = start_two_name_server(known_answer_dir, tmp_path_factory.mktemp("cli_server"))
+    yield server
+    assert server.terminate() == 0, server.describe()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--mode=open"], "--mode=open needs --rate"),
+        (["--rate=10"], "--rate does not apply to --mode=closed (only to --mode=open)"),
+        (["--mode=ramp", "--qps_start=10"], "--mode=ramp needs --qps_delta and --sla_ms"),
+        (["--mode=peak", "--qps_start=10"], "--mode=peak needs --sla_ms"),
+        (["--mode=peak", "--qps_start=10", "--sla_ms=5", "--qps_delta=5"], "--qps_delta does not apply to --mode=peak"),
+        (["--mode=open", "--rate=10", "--concurrency=2"], "--concurrency does not apply to --mode=open"),
+        (["--mode=open", "--rate=10", "--ramp_patience=2"], "--ramp_patience does not apply to --mode=open"),
+        (["--distribution=constant"], "--distribution does not apply to --mode=closed"),
+        (["--max_outstanding=5"], "--max_outstanding does not apply to --mode=closed"),
+        (["--mode=peak", "--qps_start=10", "--sla_ms=5", "--max_rate=5"], "--max_rate must be at least --qps_start"),
+        (["--mode=open", "--rate=0"], "--rate must be > 0"),
+        (["--concurrency=0,2"], "--concurrency takes integers >= 1"),
+        (["--concurrency=2,2"], "--concurrency lists a level twice"),
+        (["--models=m:2"], "--mode=closed gives every tenant the same concurrency"),
+        (["--models=m@10.0.0.1:1"], "names no target"),
+        (["--models="], "name at least one model"),
+        (["--models=m,m"], "names the same tenant twice: m"),
+        (["--target=localhost"], "is not host:port"),
+        (["--target=127.0.0.1:1,127.0.0.1:1"], "--target lists a target twice"),
+        (["--window_s=1"], "shorter than the minimum duration of 10 s"),
+        (["--max_windows=2"], "--max_windows must be at least 3"),
+        (["--sla_percentile=97"], "--sla_percentile must be one of"),
+        (["--stability_tolerance=1.5"], "--stability_tolerance must be in (0, 1)"),
+        (["--mode=open", "--rate=10", "--max_outstanding=1", "--workers=2"], "at least the number of workers (2)"),
+        (["--workers=0"], "--workers"),
+        (["--input=images:/no/such/dir"], "is not a directory"),
+        (["--input=video"], "--input must be 'random' or 'images:DIR'"),
+        (["--protocol=http"], "--protocol"),
+        (["--signature="], "--signature must not be empty"),
+        (["--output_dir="], "--output_dir must not be empty"),
+        (["--mode=open", "--rate=10", "--max_outstanding=0"], "--max_outstanding"),
+        (["extra"], "unexpected arguments: ['extra']"),
+    ],
+)
+def test_impossible_flags_are_refused_with_a_clear_message(args, message):
+    proc = load_cli("--models=m", *args)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+
+
+def test_a_previous_run_is_not_overwritten_unless_asked(tmp_path):
+    (tmp_path / "run.json").write_text("{}")
+    proc = load_cli("--models=m", f"--output_dir={tmp_path}")
+    assert proc.returncode == 1
+    assert f"output directory {tmp_path} holds a previous run; pass --overwrite to replace it" in proc.stderr
+
+
+def test_a_directory_that_is_not_a_run_is_refused_even_with_overwrite(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    proc = load_cli("--models=m", f"--output_dir={tmp_path}", "--overwrite")
+    assert proc.returncode == 1 and "holds no load run" in proc.stderr
+    assert (tmp_path / "notes.txt").exists()
+
+
+def test_an_unreachable_target_is_reported_within_a_bound(tmp_path):
+    target = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    proc = load_cli(f"--target={target}", "--models=m", f"--output_dir={tmp_path / 'run'}", "--connect_timeout_s=3")
+    assert proc.returncode == 1
+    assert f"error: cannot reach target {target}" in proc.stderr
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.slow
+def test_an_unknown_model_is_named_with_the_servers_not_found(server, tmp_path):
+    proc = load_cli(f"--target=127.0.0.1:{server.grpc_port}", "--models=no_such_model", f"--output_dir={tmp_path / 'run'}")
+    assert proc.returncode == 1
+    assert (
+        f"error: model 'no_such_model' is not served at 127.0.0.1:{server.grpc_port}: NOT_FOUND: "
+        "Servable not found for request: Latest(no_such_model)"
+    ) in proc.stderr
+
+
+@pytest.mark.slow
+def test_open_mode_writes_records_windows_and_summary_and_prints_progress(server, tmp_path):
+    out = tmp_path / "run"
+    proc = load_cli(
+        f"--target=127.0.0.1:{server.grpc_port}", f"--models={MODEL}", "--mode=open", "--rate=60",
+        "--distribution=constant", "--sla_ms=500", f"--output_dir={out}", *QUICK_FLAGS,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+    summary = run_summary(out)
+    windows = (out / "windows.jsonl").read_text().splitlines()
+    result = summary["result"]
+    assert len(windows) == len(result["windows"]) >= 3
+    assert [json.loads(w)["index"] for w in windows] == list(range(len(windows)))
+    records = run_records(out)
+    assert len(records) == summary["workers"][0]["rows"] > 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "records-w0.csv", "run.json", "summary.json", "windows.jsonl", "worker-0.log"
+    ]
+    invocation = json.loads((out / "run.json").read_text())["invocation"]
+    assert "--rate=60.0" in invocation["flagfile"].splitlines()
+
+    lines = proc.stdout.splitlines()
+    progress = [line for line in lines if line.startswith("[open-60rps] window ")]
+    assert len(progress) == len(windows)
+    assert "offered 60.0 achieved" in progress[0] and "generator cpu" in progress[0]
+    assert any(line.startswith(f"open-60rps: {result['verdict']['valid'] and 'VALID' or 'INVALID'}") for line in lines)
+    assert any(line.startswith(f"  {MODEL}  ") for line in lines)
+    assert "SLA p95 <= 500 ms" in proc.stdout and lines[-1] == f"results: {out}"
+
+    again = load_cli(f"--target=127.0.0.1:{server.grpc_port}", f"--models={MODEL}", f"--output_dir={out}")
+    assert again.returncode == 1 and "pass --overwrite" in again.stderr
+
+
+@pytest.mark.slow
+def test_closed_mode_over_rest_sweeps_the_concurrency_levels(server, tmp_path):
+    out = tmp_path / "sweep"
+    proc = load_cli(
+        f"--target=127.0.0.1:{server.rest_port}", "--protocol=rest", f"--models={MODEL}", "--concurrency=1,2",
+        f"--output_dir={out}", *QUICK_FLAGS,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+    summary = run_summary(out)
+    assert summary["kind"] == "sweep" and [r["concurrency"] for r in summary["runs"]] == [1, 2]
+    assert all(run_records(out / f"concurrency-{n}") for n in (1, 2))
+    sweep = proc.stdout.split("concurrency sweep:\n")[1].splitlines()
+    assert [line.split(":")[0] for line in sweep[:2]] == ["  concurrency-1", "  concurrency-2"]
+
+
+@pytest.mark.slow
+def test_ramp_mode_over_rest_adds_qps_delta_per_pass(server, tmp_path):
+    out = tmp_path / "ramp"
+    proc = load_cli(
+        f"--target=127.0.0.1:{server.rest_port}", "--protocol=rest", f"--models={MODEL}", "--mode=ramp",
+        "--qps_start=30", "--qps_delta=30", "--sla_ms=2000", "--distribution=constant", "--ramp_patience=1",
+        "--ramp_max_passes=2", f"--output_dir={out}", *QUICK_FLAGS,
+    )
+    skip_if_the_machine_was_too_busy(out)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+    summary = run_summary(out)
+    assert summary["kind"] == "ramp"
+    assert [p["rate_rps"] for p in summary["ramp"]["passes"]] == [30.0, 60.0]
+    assert [r["dir"] for r in summary["runs"]] == ["probe-00-30rps", "probe-01-60rps"]
+    assert all((out / r["dir"] / "records-w0.csv").exists() for r in summary["runs"])
+    assert "PERSEUS ramp: best pass at" in proc.stdout
+
+
+@pytest.mark.slow
+def test_peak_mode_over_rest_probes_up_to_the_cap(server, tmp_path):
+    out = tmp_path / "peak"
+    proc = load_cli(
+        f"--target=127.0.0.1:{server.rest_port}", "--protocol=rest", f"--models={MODEL}", "--mode=peak",
+        "--qps_start=30", "--max_rate=60", "--sla_ms=2000", "--distribution=constant", f"--output_dir={out}",
+        *QUICK_FLAGS,
+    )
+    skip_if_the_machine_was_too_busy(out)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+    summary = run_summary(out)
+    assert summary["kind"] == "peak" and summary["peak"]["peak_rps"] == 60.0
+    assert [p["rate_rps"] for p in summary["peak"]["probes"]] == [30.0, 60.0]
+    assert "peak under SLA (p95 <= 2000 ms): 60 rps offered" in proc.stdout

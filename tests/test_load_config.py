@@ -1,0 +1,159 @@
+"""LoadConfig, the --models/--target/--input parsers, and the worker plan's JSON form."""
+
+import dataclasses
+
+import pytest
+
+from tfs_bench.errors import ConfigError
+from tfs_bench.load_config import InputSource
+from tfs_bench.load_config import LoadConfig
+from tfs_bench.load_config import parse_target
+from tfs_bench.load_config import parse_tenant_spec
+from tfs_bench.load_config import parse_tenant_specs
+from tfs_bench.load_config import scale_open_loop
+from tfs_bench.load_config import split_target
+from tfs_bench.load_config import with_concurrency
+from tfs_bench.load_worker import TenantShare
+from tfs_bench.load_worker import WorkerPlan
+from tfs_bench.schedule import TenantLoad
+from tfs_bench.schedule import TenantSpec
+from tfs_bench.schedule import TrafficMix
+from tfs_bench.verdict import ValidityCriteria
+from tfs_bench.windows import WindowPolicy
+
+TARGETS = ("127.0.0.1:8500", "[::1]:9000")
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1:8500", " localhost:1 ", "[::1]:65535"])
+def test_targets_are_host_and_port(text):
+    assert parse_target(text) == text.strip()
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1", ":8500", "host:0", "host:70000", "host:port", "::1:8500", "[]:1"])
+def test_malformed_targets_are_refused(text):
+    with pytest.raises(ConfigError, match="target"):
+        parse_target(text)
+
+
+def test_split_target_unbrackets_ipv6():
+    assert split_target("[::1]:9000") == ("::1", 9000)
+    assert split_target("127.0.0.1:8500") == ("127.0.0.1", 8500)
+
+
+@pytest.mark.parametrize(
+    "entry, spec",
+    [
+        ("m", TenantSpec("m")),
+        ("m:2.5", TenantSpec("m", weight=2.5)),
+        ("m@127.0.0.1:8500", TenantSpec("m", "127.0.0.1:8500")),
+        ("m@[::1]:9000:3", TenantSpec("m", "[::1]:9000", 3.0)),
+        ("m@1", TenantSpec("m", "[::1]:9000")),
+        ("m@0:0.5", TenantSpec("m", "127.0.0.1:8500", 0.5)),
+    ],
+)
+def test_models_entries_name_a_model_a_target_and_a_weight(entry, spec):
+    assert parse_tenant_spec(entry, TARGETS) == spec
+
+
+@pytest.mark.parametrize(
+    "entry, words",
+    [
+        ("m@elsewhere:1", "names no target"),
+        ("m@2", "names no target"),
+        ("m:heavy", "is not a number"),
+        ("m:0", "must be > 0"),
+        ("@127.0.0.1:8500", "no usable model name"),
+        ("", "no usable model name"),
+    ],
+)
+def test_bad_models_entries_are_refused_with_the_entry_named(entry, words):
+    with pytest.raises(ConfigError, match=words):
+        parse_tenant_spec(entry, TARGETS)
+
+
+def test_a_tenant_given_twice_is_refused_but_the_same_model_on_two_targets_is_two_tenants():
+    specs = parse_tenant_specs(["m", "m@1"], TARGETS)
+    assert [s.tenant for s in specs] == ["m", "m@[::1]:9000"]
+    with pytest.raises(ConfigError, match="same tenant twice: m"):
+        parse_tenant_specs(["m", "m:2"], TARGETS)
+    with pytest.raises(ConfigError, match="at least one model"):
+        parse_tenant_specs([], TARGETS)
+
+
+def test_input_sources(tmp_path):
+    assert InputSource.parse("random") == InputSource()
+    assert InputSource.parse(f"images:{tmp_path}") == InputSource("images", str(tmp_path))
+    assert str(InputSource("images", str(tmp_path))) == f"images:{tmp_path}"
+    for text in ("images", "pictures:/x", f"images:{tmp_path / 'missing'}"):
+        with pytest.raises(ConfigError):
+            InputSource.parse(text)
+
+
+def _config(**overrides) -> LoadConfig:
+    mix = TrafficMix.open_loop([TenantSpec("a"), TenantSpec("b", TARGETS[1], 3.0)], 100.0, "constant", 1)
+    fields = {"mix": mix, "targets": TARGETS, "output_dir": "out"}
+    return LoadConfig(**{**fields, **overrides})
+
+
+def test_config_resolves_each_tenants_target_and_serialises():
+    config = _config()
+    assert [config.target_of(t) for t in config.mix.tenants] == list(TARGETS)
+    assert config.to_json()["mix"] == config.mix.to_json()
+    assert config.to_json()["policy"]["window_s"] == 5.0
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        ({"targets": ()}, "at least one target"),
+        ({"targets": (TARGETS[0], TARGETS[0])}, "unique"),
+        ({"targets": (TARGETS[0],)}, "not a target"),
+        ({"max_outstanding": 1, "workers": 2}, "at least the number of workers"),
+        ({"workers": 0}, "workers must be"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"protocol": "http"}, "protocol"),
+        ({"output_dir": ""}, "output directory"),
+        ({"policy": WindowPolicy(window_s=1.0)}, "shorter than the minimum duration"),
+        ({"request_timeout_s": 0}, "timeouts"),
+    ],
+)
+def test_impossible_configs_are_refused(overrides, words):
+    with pytest.raises(ConfigError, match=words):
+        _config(**overrides)
+
+
+def test_short_windows_are_fine_with_a_matching_minimum_duration():
+    _config(policy=WindowPolicy(window_s=0.5), criteria=ValidityCriteria(min_duration_s=1.5))
+
+
+def test_scaling_an_open_mix_keeps_the_shares_and_leaves_closed_tenants_alone():
+    mix = TrafficMix(
+        (
+            TenantLoad("a", "a", rate_rps=10.0),
+            TenantLoad("b", "b", rate_rps=30.0),
+            TenantLoad("c", "c", concurrency=2),
+        )
+    )
+    scaled = scale_open_loop(mix, 200.0)
+    assert scaled.offered_rates_rps() == {"a": 50.0, "b": 150.0, "c": None}
+    with pytest.raises(ConfigError, match="no open-loop tenant"):
+        scale_open_loop(TrafficMix((TenantLoad("c", "c", concurrency=2),)), 10.0)
+
+
+def test_with_concurrency_sets_one_tenant_or_all():
+    mix = TrafficMix((TenantLoad("a", "a", rate_rps=10.0), TenantLoad("b", "b", rate_rps=30.0)))
+    assert with_concurrency(mix, 4).offered_rates_rps() == {"a": None, "b": None}
+    one = with_concurrency(mix, 4, "b")
+    assert one.tenant("b").concurrency == 4 and one.tenant("a").rate_rps == 10.0
+    with pytest.raises(ConfigError, match="no tenant 'z'"):
+        with_concurrency(mix, 4, "z")
+
+
+def test_worker_plans_round_trip_through_json_with_their_bodies():
+    share = TenantShare("a@x:1", "a", "x:1", 2, (b"\x00\xffbody", b"two"), "/v1/models/a:predict", 12.5, "constant", 3)
+    plan = WorkerPlan(1, 2, "grpc", (share, dataclasses.replace(share, tenant="b", rate_rps=None, concurrency=2)), "r.csv")
+    assert WorkerPlan.from_json(plan.to_json()) == plan
+    with pytest.raises(ValueError, match="open and closed"):
+        dataclasses.replace(share, concurrency=1)
+    with pytest.raises(ValueError, match="worker must be"):
+        WorkerPlan(2, 2, "grpc", (share,), "r.csv")

@@ -1,0 +1,632 @@
+"""The load generator's library API: one run, a concurrency sweep, the PERSEUS ramp, the peak under an SLA.
+
+    result = run_load(config)                        # one run to stability -> RunResult
+    runs = sweep_concurrency(config, (1, 2, 4))      # closed loop, one run per level
+    peak = find_peak(config, start_rps=50, sla_ms=100)
+    ramp = perseus_ramp(config, qps_start=50, qps_delta=50, sla_ms=100)
+
+Each run starts `config.workers` worker processes (tfs_bench.load_worker) that share the
+schedule by index and write their own record files; this process reads those files as they
+grow, asks every worker to flush at each window boundary, and summarises a window only once
+every worker has flushed past its end, so windows cover all workers' records exactly.
+Statistics, windows, stability and verdicts come from the core modules (windows, verdict,
+search); nothing here computes one.
+
+A probe of the ramp or the peak search is one run at that rate (warm-up, windows to
+stability, verdict). The request bodies are built once, before the first run.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import dataclasses
+import datetime
+import json
+import os
+import selectors
+import subprocess
+import time
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from pathlib import Path
+
+from tfs_bench import load_output
+from tfs_bench import request_bodies
+from tfs_bench.child_process import child_env
+from tfs_bench.child_process import module_argv
+from tfs_bench.errors import ConfigError
+from tfs_bench.errors import LoadError
+from tfs_bench.load_config import LoadConfig
+from tfs_bench.load_config import scale_open_loop
+from tfs_bench.load_config import with_concurrency
+from tfs_bench.load_worker import TenantShare
+from tfs_bench.load_worker import WorkerPlan
+from tfs_bench.records import CSV_COLUMNS
+from tfs_bench.records import RequestRecord
+from tfs_bench.request_bodies import TenantRequests
+from tfs_bench.schedule import TrafficMix
+from tfs_bench.schedule import split_evenly
+from tfs_bench.search import PeakResult
+from tfs_bench.search import ProbeOutcome
+from tfs_bench.search import RampResult
+from tfs_bench.search import SearchError
+from tfs_bench.search import peak_under_sla
+from tfs_bench.search import perseus_ramp as search_ramp
+from tfs_bench.verdict import RunResult
+from tfs_bench.verdict import summarize_run
+from tfs_bench.windows import WARMUP_END
+from tfs_bench.windows import GeneratorUsage
+from tfs_bench.windows import WindowClock
+from tfs_bench.windows import summarize_window
+
+SUMMARY_SCHEMA_VERSION = 1
+START_LEAD_S = 0.05  # workers get the start time this far ahead, so they all begin on it
+WORKER_START_TIMEOUT_S = 30.0  # a worker's own start-up (Python, grpc), on top of the connect timeout
+REPLY_TIMEOUT_S = 10.0  # how long a worker may take to answer a mark
+EXIT_TIMEOUT_S = 10.0
+_MAX_TICK_S = 0.05
+_MAX_FLUSH_INTERVAL_S = 0.1
+# About 100 event-loop lag probes per window, within these bounds (each wakes two threads).
+_LAG_PROBES_PER_WINDOW = 100
+_LAG_PROBE_INTERVAL_BOUNDS_S = (0.005, 0.05)
+
+
+class LoadObserver:
+    """Hears about runs as they progress; the binary prints, a library caller may ignore it."""
+
+    def run_started(self, label: str, config: LoadConfig) -> None:
+        pass
+
+    def warmup_ended(self, label: str) -> None:
+        pass
+
+    def window_closed(self, label: str, window) -> None:
+        pass
+
+    def run_finished(self, label: str, result: RunResult) -> None:
+        pass
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def run_load(
+    config: LoadConfig,
+    observer: LoadObserver | None = None,
+    label: str = "run",
+    invocation: Mapping[str, object] | None = None,
+) -> RunResult:
+    """One run of the config's traffic mix until every tenant is stable (or max_windows), in
+    `config.output_dir`. Raises ConfigError (bad settings, refused directory), ModelError
+    (model or signature not served) or LoadError (target unreachable, worker failure).
+
+    `invocation` (e.g. the command line) is stored in run.json as it is.
+    """
+    load_output.check_output_dir(config.output_dir, config.overwrite)
+    prepared = request_bodies.prepare(config)
+    return _run(config, prepared, label, observer or LoadObserver(), invocation)
+
+
+def sweep_concurrency(
+    config: LoadConfig,
+    levels: Sequence[int],
+    observer: LoadObserver | None = None,
+    tenant: str | None = None,
+    invocation: Mapping[str, object] | None = None,
+) -> tuple[RunResult, ...]:
+    """Closed loop at each concurrency in turn (every tenant, or only `tenant`), one run each
+    in `<output_dir>/concurrency-<N>`; `<output_dir>/summary.json` lists them all."""
+    if not levels or any(level < 1 for level in levels) or len(set(levels)) != len(levels):
+        raise ConfigError(f"concurrency levels must be distinct and >= 1, got {list(levels)}")
+    experiment = _Experiment(config, "sweep", {"levels": list(levels), "tenant": tenant}, observer, invocation)
+    results = []
+    for level in levels:
+        mix = with_concurrency(config.mix, level, tenant)
+        results.append(experiment.run(f"concurrency-{level}", mix, {"concurrency": level}))
+    experiment.finish({})
+    return tuple(results)
+
+
+def find_peak(
+    config: LoadConfig,
+    start_rps: float,
+    sla_ms: float,
+    precision: float = 0.05,
+    max_rate_rps: float | None = None,
+    tenant: str | None = None,
+    observer: LoadObserver | None = None,
+    invocation: Mapping[str, object] | None = None,
+) -> PeakResult:
+    """The highest offered rate whose run is VALID with its SLA percentile ≤ `sla_ms`.
+
+    With `tenant` None every open-loop tenant is scaled (the config's rates give the shares);
+    otherwise only `tenant`'s rate varies and the others keep their rate or concurrency.
+    Raises SearchError (with the probes) when the first probe fails.
+    """
+    _probe_mix(config.mix, tenant, start_rps)  # refuses a mix that cannot be probed before any file is written
+    experiment = _Experiment(
+        config, "peak",
+        {"start_rps": start_rps, "sla_ms": sla_ms, "precision": precision, "max_rate_rps": max_rate_rps, "tenant": tenant},
+        observer,
+        invocation,
+    )
+    try:
+        peak = peak_under_sla(experiment.probe(tenant), start_rps, sla_ms, precision, max_rate_rps)
+    except SearchError as e:
+        experiment.finish({"error": str(e), "probes": [p.to_json() for p in e.probes]})
+        raise
+    experiment.finish({"peak": peak.to_json()})
+    return peak
+
+
+def perseus_ramp(
+    config: LoadConfig,
+    qps_start: float,
+    qps_delta: float,
+    sla_ms: float,
+    patience: int = 6,
+    max_passes: int = 100,
+    tenant: str | None = None,
+    observer: LoadObserver | None = None,
+    invocation: Mapping[str, object] | None = None,
+) -> RampResult:
+    """PERSEUS: rates qps_start, +qps_delta, … until `patience` passes bring no throughput gain.
+
+    `tenant` as in find_peak: None ramps the whole open-loop mix, a name ramps that tenant
+    while the others hold their load (PERSEUS's two-tenant protocol).
+    """
+    _probe_mix(config.mix, tenant, qps_start)
+    experiment = _Experiment(
+        config, "ramp",
+        {"qps_start": qps_start, "qps_delta": qps_delta, "sla_ms": sla_ms, "patience": patience,
+         "max_passes": max_passes, "tenant": tenant},
+        observer,
+        invocation,
+    )
+    try:
+        ramp = search_ramp(experiment.probe(tenant), qps_start, qps_delta, sla_ms, patience, max_passes=max_passes)
+    except SearchError as e:
+        experiment.finish({"error": str(e), "probes": [p.to_json() for p in e.probes]})
+        raise
+    experiment.finish({"ramp": ramp.to_json()})
+    return ramp
+
+
+class _Experiment:
+    """Several runs under one directory, with one summary.json rewritten after each run."""
+
+    def __init__(
+        self,
+        config: LoadConfig,
+        kind: str,
+        settings: dict,
+        observer: LoadObserver | None,
+        invocation: Mapping[str, object] | None,
+    ):
+        load_output.check_output_dir(config.output_dir, config.overwrite)
+        self._config = config
+        self._prepared = request_bodies.prepare(config)
+        self._kind = kind
+        self._settings = settings
+        self._observer = observer or LoadObserver()
+        self._started_at = _now()
+        self._dir = load_output.claim_output_dir(
+            config.output_dir,
+            config.overwrite,
+            {"kind": kind, "settings": settings, "config": config.to_json(), "invocation": dict(invocation or {})},
+        )
+        self._runs: list[dict] = []
+
+    def run(self, label: str, mix, facts: dict) -> RunResult:
+        config = dataclasses.replace(self._config, mix=mix, output_dir=str(self._dir / label), overwrite=False)
+        result = _run(config, self._prepared, label, self._observer, None)
+        self._runs.append({"label": label, "dir": label, **facts, "result": result.to_json()})
+        self._write({})
+        return result
+
+    def probe(self, tenant: str | None) -> Callable[[float], ProbeOutcome]:
+        def probe(rate_rps: float) -> ProbeOutcome:
+            label = f"probe-{len(self._runs):02d}-{rate_rps:.6g}rps"
+            result = self.run(label, _probe_mix(self._config.mix, tenant, rate_rps), {"rate_rps": rate_rps})
+            return ProbeOutcome.from_run(result, tenant)
+
+        return probe
+
+    def finish(self, outcome: dict) -> None:
+        self._write({**outcome, "finished_at": _now()})
+
+    def _write(self, extra: dict) -> None:
+        load_output.write_json_atomic(
+            self._dir / load_output.SUMMARY_FILE,
+            {
+                "schema_version": SUMMARY_SCHEMA_VERSION,
+                "kind": self._kind,
+                "settings": self._settings,
+                "started_at": self._started_at,
+                "runs": self._runs,
+                **extra,
+            },
+        )
+
+
+def _probe_mix(mix: TrafficMix, tenant: str | None, rate_rps: float) -> TrafficMix:
+    """The mix of one probe: every open-loop tenant scaled to `rate_rps` in all, or only `tenant` at it."""
+    return scale_open_loop(mix, rate_rps) if tenant is None else mix.with_rate(tenant, rate_rps)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+def _run(
+    config: LoadConfig,
+    prepared: dict[str, TenantRequests],
+    label: str,
+    observer: LoadObserver,
+    invocation: Mapping[str, object] | None,
+) -> RunResult:
+    run_dir = load_output.claim_output_dir(
+        config.output_dir,
+        config.overwrite,
+        {"kind": "run", "label": label, "config": config.to_json(), "invocation": dict(invocation or {})},
+    )
+    observer.run_started(label, config)
+    started_at = _now()
+    windows = load_output.WindowLog(run_dir)
+    try:
+        with _WorkerPool(_worker_plans(config, prepared, run_dir), run_dir) as pool:
+            measurement = _Measurement(config, pool, windows, label, observer)
+            clock = measurement.run()
+            stopped = pool.stop()
+    finally:
+        windows.close()
+    result = summarize_run(pool.records, clock.windows, config.policy, config.criteria)
+    load_output.write_json_atomic(
+        run_dir / load_output.SUMMARY_FILE,
+        {
+            "schema_version": SUMMARY_SCHEMA_VERSION,
+            "kind": "run",
+            "label": label,
+            "started_at": started_at,
+            "finished_at": _now(),
+            "start_ns": measurement.start_ns,
+            "warmup_end_ns": clock.warmup_end_ns,
+            "stop_reason": clock.stop_reason,
+            "workers": [
+                {"worker": w, "records_file": load_output.records_path(run_dir, w).name, "rows": s["rows"], "cpu_s": s["cpu_s"]}
+                for w, s in enumerate(stopped)
+            ],
+            "result": result.to_json(),
+        },
+    )
+    observer.run_finished(label, result)
+    return result
+
+
+def _worker_plans(config: LoadConfig, prepared: dict[str, TenantRequests], run_dir: Path) -> list[WorkerPlan]:
+    """Each worker's share: every W-th open-loop arrival, an even split of concurrencies and of the cap."""
+    workers = config.workers
+    caps = split_evenly(config.max_outstanding, workers)
+    flush_interval_s = min(_MAX_FLUSH_INTERVAL_S, config.policy.window_s / 10)
+    shortest, longest = _LAG_PROBE_INTERVAL_BOUNDS_S
+    lag_probe_interval_s = min(max(config.policy.window_s / _LAG_PROBES_PER_WINDOW, shortest), longest)
+    plans = []
+    for w in range(workers):
+        shares = []
+        for load in config.mix.tenants:
+            requests = prepared[load.tenant]
+            shares.append(
+                TenantShare(
+                    tenant=load.tenant,
+                    model=load.model,
+                    target=requests.target,
+                    batch_size=config.batch_size,
+                    bodies=requests.bodies,
+                    rest_path=requests.rest_path,
+                    rate_rps=load.rate_rps,
+                    arrival=load.arrival,
+                    seed=load.seed,
+                    concurrency=0 if load.open_loop else split_evenly(load.concurrency, workers)[w],
+                    max_outstanding=caps[w],
+                )
+            )
+        plans.append(
+            WorkerPlan(
+                worker=w,
+                workers=workers,
+                protocol=config.protocol,
+                tenants=tuple(shares),
+                records_path=str(load_output.records_path(run_dir, w)),
+                flush_interval_s=flush_interval_s,
+                request_timeout_s=config.request_timeout_s,
+                connect_timeout_s=config.connect_timeout_s,
+                lag_probe_interval_s=lag_probe_interval_s,
+            )
+        )
+    return plans
+
+
+class _Measurement:
+    """Drives the WindowClock over the workers' records: warm-up, windows, stop."""
+
+    def __init__(self, config: LoadConfig, pool: "_WorkerPool", windows: load_output.WindowLog, label: str,
+                 observer: LoadObserver):
+        self._config = config
+        self._pool = pool
+        self._windows = windows
+        self._label = label
+        self._observer = observer
+        self._offered = config.mix.offered_rates_rps()
+        self._unwindowed: list[RequestRecord] = []  # read, and done at or after the last boundary
+        self._sent_since_boundary = collections.Counter()
+        self.start_ns: int | None = None
+
+    def run(self) -> WindowClock:
+        pool, policy = self._pool, self._config.policy
+        pool.wait_ready(self._config.connect_timeout_s + WORKER_START_TIMEOUT_S)
+        self.start_ns = pool.start(START_LEAD_S)
+        _wait_until_ns(self.start_ns)
+        clock = WindowClock(policy, time.perf_counter_ns)
+        clock.start()
+        tick_s = min(_MAX_TICK_S, policy.window_s / 20)
+        cpu_at_last_boundary = None
+        while not clock.done:
+            self._take(pool.poll(tick_s))
+            boundary = clock.tick(min(self._sent_since_boundary[t] for t in self._offered))
+            if boundary is None:
+                continue
+            marks, records = pool.mark(boundary.end_ns)
+            in_window = self._close_boundary(records, boundary.end_ns)
+            if boundary.kind == WARMUP_END:
+                self._observer.warmup_ended(self._label)
+            else:
+                usage = tuple(
+                    GeneratorUsage(w, max(m["cpu_s"] - cpu_at_last_boundary[w], 0.0), m["loop_lag_p99_ms"])
+                    for w, m in enumerate(marks)
+                )
+                window = summarize_window(
+                    boundary.index, boundary.start_ns, boundary.end_ns, in_window, self._offered, policy, usage
+                )
+                self._windows.append(window)
+                self._observer.window_closed(self._label, window)
+                clock.close_window(window)
+            cpu_at_last_boundary = [m["cpu_s"] for m in marks]
+        return clock
+
+    def _take(self, records: list[RequestRecord]) -> None:
+        self._unwindowed += records
+        self._sent_since_boundary.update(r.tenant for r in records if not r.dropped)
+
+    def _close_boundary(self, records: list[RequestRecord], end_ns: int) -> list[RequestRecord]:
+        """The records done before `end_ns` (all of them are here now); keeps the rest for later."""
+        self._unwindowed += records
+        before = [r for r in self._unwindowed if r.done_ns < end_ns]
+        self._unwindowed = [r for r in self._unwindowed if r.done_ns >= end_ns]
+        self._sent_since_boundary = collections.Counter(r.tenant for r in self._unwindowed if not r.dropped)
+        return before
+
+
+def _wait_until_ns(deadline_ns: int) -> None:
+    remaining_s = (deadline_ns - time.perf_counter_ns()) / 1e9
+    if remaining_s > 0:
+        time.sleep(remaining_s)  # a deadline in the future, not a wait for another party
+
+
+# ----------------------------------------------------------------------------- worker processes
+
+
+class _RecordTail:
+    """Reads the complete rows a worker has appended to its record file since the last read."""
+
+    def __init__(self, path: Path):
+        self._path = path
+        self._file = None
+        self._partial = b""
+        self._header_seen = False
+        self.rows = 0
+
+    def read(self) -> list[RequestRecord]:
+        if self._file is None:
+            try:
+                self._file = open(self._path, "rb")
+            except FileNotFoundError:
+                return []
+        data = self._partial + self._file.read()
+        end = data.rfind(b"\n") + 1
+        complete, self._partial = data[:end], data[end:]
+        lines = complete.decode("utf-8").splitlines()
+        if lines and not self._header_seen:
+            if lines[0] != ",".join(CSV_COLUMNS):
+                raise LoadError(f"{self._path} does not start with the request record header")
+            lines, self._header_seen = lines[1:], True
+        records = [RequestRecord.from_row(dict(zip(CSV_COLUMNS, row))) for row in csv.reader(lines)]
+        self.rows += len(records)
+        return records
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+class _Worker:
+    def __init__(self, plan: WorkerPlan, run_dir: Path):
+        self.index = plan.worker
+        self._log_path = load_output.worker_log_path(run_dir, plan.worker)
+        self._log = open(self._log_path, "wb")
+        self.process = subprocess.Popen(
+            module_argv("tfs_bench.load_worker"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=child_env(),
+        )
+        os.set_blocking(self.process.stdout.fileno(), False)
+        self.tail = _RecordTail(Path(plan.records_path))
+        self._buffer = b""
+        self.ready = False
+        self.reported_rows = 0
+        self.marks: dict[int, dict] = {}
+        self.stopped: dict | None = None
+        self.exited = False
+        self.send(plan.to_json())
+
+    def send(self, message: dict) -> None:
+        try:
+            self.process.stdin.write((json.dumps(message) + "\n").encode("utf-8"))
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            raise self.failure("stopped reading its commands") from None
+
+    def read_messages(self) -> None:
+        try:
+            chunk = os.read(self.process.stdout.fileno(), 1 << 16)
+        except BlockingIOError:
+            return
+        if not chunk:
+            self.exited = True
+            if self.stopped is None:
+                raise self.failure("exited unexpectedly")
+            return
+        self._buffer += chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            self._handle(json.loads(line))
+
+    def _handle(self, message: dict) -> None:
+        event = message["event"]
+        if event == "error":
+            raise LoadError(f"load worker {self.index}: {message['message']}")
+        if event == "ready":
+            self.ready = True
+        elif event == "mark":
+            self.marks[message["end_ns"]] = message
+        elif event == "stopped":
+            self.stopped = message
+        if "rows" in message:
+            self.reported_rows = message["rows"]
+
+    def failure(self, what: str) -> LoadError:
+        try:
+            self.process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            pass
+        self._log.flush()
+        tail = self._log_path.read_text(errors="replace").strip().splitlines()[-15:]
+        return LoadError(
+            f"load worker {self.index} {what} (exit status {self.process.poll()}); "
+            f"log {self._log_path}:\n" + "\n".join(tail)
+        )
+
+    def close(self) -> None:
+        """Ends the process if it is still running (it is ours), and releases its pipes and files."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=EXIT_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self._log.close()
+        self.tail.close()
+
+
+class _WorkerPool:
+    """The run's worker processes: start, marks, stop; every record they write, read exactly once."""
+
+    def __init__(self, plans: Sequence[WorkerPlan], run_dir: Path):
+        self._workers: list[_Worker] = []
+        self._selector = selectors.DefaultSelector()
+        self._drain_timeout_s = max(plan.drain_timeout_s for plan in plans)
+        self.records: list[RequestRecord] = []
+        try:
+            for plan in plans:
+                worker = _Worker(plan, run_dir)
+                self._workers.append(worker)
+                self._selector.register(worker.process.stdout, selectors.EVENT_READ, worker)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "_WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def poll(self, timeout_s: float) -> list[RequestRecord]:
+        """Handles the workers' messages (waiting up to `timeout_s` for one) and reads new records."""
+        for key, _ in self._selector.select(timeout_s):
+            key.data.read_messages()
+            if key.data.exited:
+                self._selector.unregister(key.fileobj)
+        new = [record for worker in self._workers for record in worker.tail.read()]
+        self.records += new
+        return new
+
+    def _wait(self, done: Callable[[_Worker], bool], timeout_s: float, what: str) -> list[RequestRecord]:
+        deadline = time.monotonic() + timeout_s
+        new = []
+        while True:
+            new += self.poll(0)
+            if all(done(w) for w in self._workers):
+                return new
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                late = [w.index for w in self._workers if not done(w)]
+                raise LoadError(f"load worker(s) {late} did not {what} within {timeout_s:g} s")
+            new += self.poll(remaining)
+
+    def wait_ready(self, timeout_s: float) -> None:
+        self._wait(lambda w: w.ready, timeout_s, "connect to their targets")
+
+    def start(self, lead_s: float) -> int:
+        start_ns = time.perf_counter_ns() + int(lead_s * 1e9)
+        for worker in self._workers:
+            worker.send({"cmd": "start", "start_ns": start_ns})
+        return start_ns
+
+    def mark(self, end_ns: int) -> tuple[list[dict], list[RequestRecord]]:
+        """Every worker's usage at `end_ns`, once each has written every record done before it."""
+        for worker in self._workers:
+            worker.send({"cmd": "mark", "end_ns": end_ns})
+        new = self._wait(
+            lambda w: end_ns in w.marks and w.tail.rows >= w.marks[end_ns]["rows"], REPLY_TIMEOUT_S, "answer a window mark"
+        )
+        return [w.marks.pop(end_ns) for w in self._workers], new
+
+    def stop(self) -> list[dict]:
+        """Stops every worker together, reads their last records, waits for them to exit."""
+        for worker in self._workers:
+            worker.send({"cmd": "stop"})
+        self._wait(
+            lambda w: w.stopped is not None and w.tail.rows >= w.stopped["rows"],
+            self._drain_timeout_s + REPLY_TIMEOUT_S,
+            "stop",
+        )
+        for worker in self._workers:
+            try:
+                status = worker.process.wait(timeout=EXIT_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                raise LoadError(f"load worker {worker.index} did not exit within {EXIT_TIMEOUT_S:g} s") from None
+            if status != 0:
+                raise worker.failure("failed while stopping")
+            if worker.tail.rows != worker.stopped["rows"]:
+                raise LoadError(
+                    f"load worker {worker.index} wrote {worker.stopped['rows']} records but {worker.tail.rows} were read"
+                )
+        return [w.stopped for w in self._workers]
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.close()
+        self._selector.close()
