@@ -159,11 +159,11 @@ def test_closed_mode_over_rest_sweeps_the_concurrency_levels(server, tmp_path):
 
 
 @pytest.mark.slow
-def test_ramp_mode_over_rest_adds_qps_delta_per_pass(server, tmp_path):
+def test_ramp_mode_adds_qps_delta_per_pass(server, tmp_path):
     out = tmp_path / "ramp"
     proc = load_cli(
-        f"--target=127.0.0.1:{server.rest_port}", "--protocol=rest", f"--models={MODEL}", "--mode=ramp",
-        "--qps_start=30", "--qps_delta=30", "--sla_ms=2000", "--distribution=constant", "--ramp_patience=1",
+        f"--target=127.0.0.1:{server.grpc_port}", f"--models={MODEL}", "--mode=ramp",
+        "--qps_start=100", "--qps_delta=100", "--sla_ms=2000", "--distribution=constant", "--ramp_patience=1",
         "--ramp_max_passes=2", f"--output_dir={out}", *QUICK_FLAGS,
     )
     skip_if_the_machine_was_too_busy(out)
@@ -171,24 +171,24 @@ def test_ramp_mode_over_rest_adds_qps_delta_per_pass(server, tmp_path):
 
     summary = run_summary(out)
     assert summary["kind"] == "ramp"
-    assert [p["rate_rps"] for p in summary["ramp"]["passes"]] == [30.0, 60.0]
-    assert [r["dir"] for r in summary["runs"]] == ["probe-00-30rps", "probe-01-60rps"]
+    assert [p["rate_rps"] for p in summary["ramp"]["passes"]] == [100.0, 200.0]
+    assert [r["dir"] for r in summary["runs"]] == ["probe-00-100rps", "probe-01-200rps"]
     assert all((out / r["dir"] / "records-w0.csv").exists() for r in summary["runs"])
     assert "PERSEUS ramp: best pass at" in proc.stdout
 
 
 @pytest.mark.slow
-def test_peak_mode_over_rest_probes_up_to_the_cap(server, tmp_path):
+def test_peak_mode_probes_up_to_the_cap(server, tmp_path):
     out = tmp_path / "peak"
     proc = load_cli(
-        f"--target=127.0.0.1:{server.rest_port}", "--protocol=rest", f"--models={MODEL}", "--mode=peak",
-        "--qps_start=30", "--max_rate=60", "--sla_ms=2000", "--distribution=constant", f"--output_dir={out}",
+        f"--target=127.0.0.1:{server.grpc_port}", f"--models={MODEL}", "--mode=peak",
+        "--qps_start=100", "--max_rate=200", "--sla_ms=2000", "--distribution=constant", f"--output_dir={out}",
         *QUICK_FLAGS,
     )
     skip_if_the_machine_was_too_busy(out)
     assert proc.returncode == 0, proc.stderr + proc.stdout
 
     summary = run_summary(out)
-    assert summary["kind"] == "peak" and summary["peak"]["peak_rps"] == 60.0
-    assert [p["rate_rps"] for p in summary["peak"]["probes"]] == [30.0, 60.0]
-    assert "peak under SLA (p95 <= 2000 ms): 60 rps offered" in proc.stdout
+    assert summary["kind"] == "peak" and summary["peak"]["peak_rps"] == 200.0
+    assert [p["rate_rps"] for p in summary["peak"]["probes"]] == [100.0, 200.0]
+    assert "peak under SLA (p95 <= 2000 ms): 200 rps offered" in proc.stdout
