@@ -181,16 +181,19 @@ def test_start_up_without_versions_fails_when_nothing_polls(tmp_path, manager_fa
 def test_start_up_waits_for_a_first_version_when_polling(tmp_path, manager_factory):
     base = make_versions(tmp_path / "m")
     manager = manager_factory(poll_interval_s=0.05)
-    served = threading.Event()
-    thread = threading.Thread(target=lambda: manager.serve([ModelConfig("m", base)], threading.Event())
-                              and served.set())
+    stop, result = threading.Event(), []
+    # Daemon, and stopped in `finally`: a failed assertion must not leave start-up polling forever.
+    thread = threading.Thread(target=lambda: result.append(manager.serve([ModelConfig("m", base)], stop)),
+                              daemon=True)
     thread.start()
-
-    (tmp_path / "m" / "4").mkdir()
-
-    assert served.wait(WAIT_S)
-    thread.join()
-    assert manager.find("m").version == 4
+    try:
+        (tmp_path / "m" / "4").mkdir()
+        thread.join(WAIT_S)
+        assert result == [True]
+        assert manager.find("m").version == 4
+    finally:
+        stop.set()
+        thread.join(WAIT_S)
 
 
 def test_start_up_returns_false_when_stopped(tmp_path, manager_factory):
