@@ -67,6 +67,8 @@ def server(known_answer_dir, tmp_path_factory):
         (["--output_dir="], "--output_dir must not be empty"),
         (["--mode=open", "--rate=10", "--max_outstanding=0"], "--max_outstanding"),
         (["extra"], "unexpected arguments: ['extra']"),
+        (["--server_pids=tfs"], "--server_pids takes name=pid items"),
+        (["--metrics_url=ftp://h/metrics"], "metrics URL must be http or https"),
     ],
 )
 def test_impossible_flags_are_refused_with_a_clear_message(args, message):

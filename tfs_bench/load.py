@@ -14,12 +14,14 @@ a line per window and a summary. Exits 0 when the measurement finished, whether 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import sys
 
 from absl import app
 from absl import flags
 
+from tfs_bench import load_monitoring
 from tfs_bench import load_output
 from tfs_bench import load_run
 from tfs_bench.errors import ConfigError
@@ -109,6 +111,16 @@ _RAMP_MAX_PASSES = flags.DEFINE_integer(
 )
 _REQUEST_TIMEOUT_S = flags.DEFINE_float("request_timeout_s", 30.0, "Deadline of each request.")
 _CONNECT_TIMEOUT_S = flags.DEFINE_float("connect_timeout_s", 10.0, "How long to wait for each target at start.")
+_SERVER_PIDS = flags.DEFINE_list(
+    "server_pids", None,
+    f"Server processes to monitor, as name=pid,...: CPU and memory of each process tree per window, with "
+    f"GPU and an idle baseline, in <run>/{load_monitoring.RESOURCES_FILE}.",
+)
+_METRICS_URL = flags.DEFINE_multi_string(
+    "metrics_url", None,
+    f"Prometheus page of a server (repeat the flag or give a comma list), scraped at each window boundary "
+    f"for the server-side latency breakdown in <run>/{load_monitoring.RESOURCES_FILE}.",
+)
 
 # Flags that belong to some modes only; None (their default) means "not given".
 _MODE_FLAGS = {
@@ -252,6 +264,22 @@ def _check_input(text):
     return None
 
 
+@flags.validator("server_pids", message="")
+@_rule
+def _check_server_pids(items):
+    if items is not None:
+        load_monitoring.parse_server_pids(items)
+    return None
+
+
+@flags.validator("metrics_url", message="")
+@_rule
+def _check_metrics_urls(values):
+    if values is not None:
+        load_monitoring.split_urls(values)
+    return None
+
+
 @flags.validator("signature", message="--signature must not be empty")
 def _check_signature(name):
     return bool(name)
@@ -344,6 +372,16 @@ class _Printer(load_run.LoadObserver):
         _say(load_output.format_result(label, result, self._sla_ms))
 
 
+def _monitoring() -> load_monitoring.MonitoringObserver | None:
+    """The resource and server-metrics monitor, when --server_pids or --metrics_url asks for one."""
+    if _SERVER_PIDS.value is None and _METRICS_URL.value is None:
+        return None
+    return load_monitoring.MonitoringObserver(
+        load_monitoring.parse_server_pids(_SERVER_PIDS.value or ()),
+        load_monitoring.split_urls(_METRICS_URL.value or ()),
+    )
+
+
 def _say(text: str) -> None:
     print(text, flush=True)
 
@@ -354,29 +392,36 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = _config()
     printer = _Printer(_SLA_PERCENTILE.value, _SLA_MS.value)
+    monitoring = _monitoring()
+    observer = printer if monitoring is None else load_run.ChainedObserver(printer, monitoring)
+    with monitoring or contextlib.nullcontext():  # stops the monitor even when a run raises
+        _measure(config, observer)
+    _say(f"results: {config.output_dir}")
+
+
+def _measure(config: LoadConfig, observer: load_run.LoadObserver) -> None:
     mode = _MODE.value
     if mode == "closed":
         levels = tuple(int(c) for c in _CONCURRENCY.value or ["1"])
-        results = load_run.sweep_concurrency(config, levels, printer, invocation=invocation())
+        results = load_run.sweep_concurrency(config, levels, observer, invocation=invocation())
         _say("concurrency sweep:\n" + load_output.format_runs(zip((f"concurrency-{n}" for n in levels), results)))
     elif mode == "open":
-        load_run.run_load(config, printer, label=f"open-{_RATE.value:g}rps", invocation=invocation())
+        load_run.run_load(config, observer, label=f"open-{_RATE.value:g}rps", invocation=invocation())
     elif mode == "ramp":
         ramp = load_run.perseus_ramp(
             config, _QPS_START.value, _QPS_DELTA.value, _SLA_MS.value,
             patience=_RAMP_PATIENCE.value or DEFAULT_RAMP_PATIENCE,
             max_passes=_RAMP_MAX_PASSES.value or DEFAULT_RAMP_MAX_PASSES,
-            observer=printer, invocation=invocation(),
+            observer=observer, invocation=invocation(),
         )
         _say(load_output.format_ramp(ramp, _SLA_PERCENTILE.value, _SLA_MS.value))
     else:
         peak = load_run.find_peak(
             config, _QPS_START.value, _SLA_MS.value,
             precision=_PEAK_PRECISION.value or DEFAULT_PEAK_PRECISION,
-            max_rate_rps=_MAX_RATE.value, observer=printer, invocation=invocation(),
+            max_rate_rps=_MAX_RATE.value, observer=observer, invocation=invocation(),
         )
         _say(load_output.format_peak(peak, _SLA_PERCENTILE.value, _SLA_MS.value))
-    _say(f"results: {config.output_dir}")
 
 
 def run():

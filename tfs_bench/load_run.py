@@ -89,6 +89,29 @@ class LoadObserver:
         pass
 
 
+class ChainedObserver(LoadObserver):
+    """Passes every event to each observer in turn (e.g. the binary's printer and a monitor)."""
+
+    def __init__(self, *observers: LoadObserver):
+        self._observers = observers
+
+    def run_started(self, label: str, config: LoadConfig) -> None:
+        for observer in self._observers:
+            observer.run_started(label, config)
+
+    def warmup_ended(self, label: str) -> None:
+        for observer in self._observers:
+            observer.warmup_ended(label)
+
+    def window_closed(self, label: str, window) -> None:
+        for observer in self._observers:
+            observer.window_closed(label, window)
+
+    def run_finished(self, label: str, result: RunResult) -> None:
+        for observer in self._observers:
+            observer.run_finished(label, result)
+
+
 # ----------------------------------------------------------------------------- public API
 
 

@@ -1,0 +1,109 @@
+"""The load run's monitoring observer against a real embedded server with Prometheus metrics."""
+
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from conftest import REPO_ROOT
+from conftest import run_env
+from load_support import MODEL
+from load_support import QUICK_CRITERIA
+from load_support import QUICK_FLAGS
+from load_support import QUICK_POLICY
+from serving_process import start_server
+from serving_process import write_config
+from tfs_bench import server_config
+from tfs_bench import tfs_protos
+from tfs_bench.load_config import LoadConfig
+from tfs_bench.load_monitoring import MonitoringObserver
+from tfs_bench.load_monitoring import read_resources
+from tfs_bench.load_output import read_windows
+from tfs_bench.load_run import ChainedObserver
+from tfs_bench.load_run import LoadObserver
+from tfs_bench.load_run import run_load
+from tfs_bench.monitors.scrape import metrics_url
+from tfs_bench.schedule import TenantLoad
+from tfs_bench.schedule import TrafficMix
+
+
+@pytest.fixture(scope="module")
+def server(known_answer_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("monitored_server")
+    monitoring = write_config(tmp / "monitoring.config", tfs_protos.to_text(server_config.monitoring_config()))
+    server = start_server(
+        [f"--model_name={MODEL}", f"--model_base_path={known_answer_dir / MODEL}", f"--monitoring_config_file={monitoring}"],
+        tmp,
+        ready_model=MODEL,
+    )
+    yield server
+    assert server.terminate() == 0, server.describe()
+
+
+def monitor_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if "monitor" in t.name]
+
+
+def test_each_window_gets_server_cpu_and_a_latency_breakdown(server, tmp_path):
+    config = LoadConfig(
+        mix=TrafficMix((TenantLoad(MODEL, MODEL, concurrency=2),)),
+        targets=(f"127.0.0.1:{server.grpc_port}",),
+        output_dir=str(tmp_path / "run"),
+        policy=QUICK_POLICY,
+        criteria=QUICK_CRITERIA,
+    )
+    url = metrics_url("127.0.0.1", server.rest_port)
+    with MonitoringObserver({"tfs": server.process.pid}, [url], baseline_s=0.3, interval_s=0.2) as monitoring:
+        run_load(config, ChainedObserver(LoadObserver(), monitoring))
+        assert monitor_threads() == []  # run_finished stopped and joined it
+
+    baseline, *lines = read_resources(tmp_path / "run")
+    windows = read_windows(tmp_path / "run")
+    assert baseline["kind"] == "baseline" and baseline["resources"]["cpu_samples"] >= 2
+    assert baseline["gpu_status"]["status"] == "unavailable" and baseline["gpu_status"]["reason"]
+    assert [line["window"] for line in lines] == [w.index for w in windows]
+    for line, window in zip(lines, windows):
+        resources = line["resources"]
+        assert (resources["start_ns"], resources["end_ns"]) == (window.start_ns, window.end_ns)
+        [tfs] = resources["servers"]
+        assert tfs["root_pid"] == server.process.pid and tfs["cpu_s"] > 0
+        assert resources["gpu_status"]["status"] == "unavailable"
+        breakdown = line["breakdown"][MODEL]
+        assert breakdown["status"] == "ok", breakdown
+        assert breakdown["url"] == url and breakdown["entrypoint"] == "GRPC"
+        client_us = window.tenants[MODEL].service_time.mean_ms * 1000
+        assert breakdown["client_mean_response_time_us"] == pytest.approx(client_us)
+        assert 0 < breakdown["request_latency_mean_us"] < client_us
+        assert line["server_metrics"][0]["status"] == "ok"
+
+
+def test_close_stops_the_monitor_of_a_run_that_never_finished(tmp_path):
+    config = LoadConfig(
+        mix=TrafficMix((TenantLoad(MODEL, MODEL, concurrency=1),)),
+        targets=("127.0.0.1:1",),
+        output_dir=str(tmp_path),
+    )
+    with MonitoringObserver({}, baseline_s=0, interval_s=0.1) as monitoring:
+        monitoring.run_started("run", config)
+        assert monitor_threads() != []
+    assert monitor_threads() == []
+    [baseline] = read_resources(tmp_path)
+    assert baseline["kind"] == "baseline"
+
+
+def test_the_cli_flags_write_resources_per_window(server, tmp_path):
+    out = tmp_path / "run"
+    url = metrics_url("127.0.0.1", server.rest_port)
+    argv = [
+        sys.executable, "-m", "tfs_bench.load", f"--target=127.0.0.1:{server.grpc_port}", f"--models={MODEL}",
+        f"--output_dir={out}", f"--server_pids=tfs={server.process.pid}", f"--metrics_url={url}", *QUICK_FLAGS,
+    ]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=run_env(), cwd=REPO_ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+    run_dir = out / "concurrency-1"
+    baseline, *lines = read_resources(run_dir)
+    assert baseline["kind"] == "baseline"
+    assert [line["window"] for line in lines] == [w.index for w in read_windows(run_dir)]
+    assert all(line["breakdown"][MODEL]["status"] == "ok" for line in lines)

@@ -1,0 +1,226 @@
+"""Resources and server metrics of a load run, per measurement window: `resources.jsonl`.
+
+    with MonitoringObserver({"tfs": server_pid}, ["http://127.0.0.1:8501/monitoring/prometheus/metrics"]) as monitoring:
+        run_load(config, ChainedObserver(printer, monitoring))
+
+For each run it takes an idle baseline before the workers start, samples CPU (the server
+process trees and this process as the generator) and every GPU NVML sees while the run lasts,
+and scrapes each Prometheus URL at warm-up end and at every window's end. One JSON line per
+window goes to `<run dir>/resources.jsonl`, flushed, after a line with the baseline.
+
+A window's resources need a sample after its end, which the monitor takes on its own interval,
+so a window's line is written once such a sample exists (at a later boundary, or at run end).
+The monitor is stopped and joined in run_finished; a run that raises never calls run_finished,
+so use the observer as a context manager (or call close()), which stops whatever is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import psutil
+
+from tfs_bench.errors import ConfigError
+from tfs_bench.load_config import LoadConfig
+from tfs_bench.load_run import LoadObserver
+from tfs_bench.monitors.breakdown import latency_breakdown, metrics_delta
+from tfs_bench.monitors.cpu import CpuSampler
+from tfs_bench.monitors.gpu import GpuSampler
+from tfs_bench.monitors.records import LatencyBreakdown, MetricsSnapshot
+from tfs_bench.monitors.sampling import DEFAULT_INTERVAL_S, MAX_INTERVAL_S, ResourceMonitor
+from tfs_bench.monitors.scrape import MetricsScraper
+from tfs_bench.windows import WindowSummary
+
+SCHEMA_VERSION = 1
+RESOURCES_FILE = "resources.jsonl"
+DEFAULT_BASELINE_S = 1.0
+_ENTRYPOINTS = {"grpc": "GRPC", "rest": "REST"}
+
+
+def parse_server_pids(items: Iterable[str]) -> dict[str, int]:
+    """`name=pid` items (a --server_pids list) as {name: pid}; raises ConfigError."""
+    servers: dict[str, int] = {}
+    for item in items:
+        name, sep, pid = item.partition("=")
+        name, pid = name.strip(), pid.strip()
+        if not sep or not name or not pid.isdigit() or int(pid) < 1:
+            raise ConfigError(f"--server_pids takes name=pid items with pid an integer >= 1, got {item!r}")
+        if name in servers:
+            raise ConfigError(f"--server_pids names {name!r} twice")
+        if not psutil.pid_exists(int(pid)):
+            raise ConfigError(f"--server_pids: {name}'s pid {pid} is not a running process")
+        servers[name] = int(pid)
+    return servers
+
+
+def split_urls(values: Iterable[str]) -> list[str]:
+    """Metrics URLs from repeated and/or comma-separated values; raises ConfigError."""
+    urls = [url.strip() for value in values for url in value.split(",") if url.strip()]
+    for url in urls:
+        try:
+            MetricsScraper(url)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    if len(set(urls)) != len(urls):
+        raise ConfigError(f"--metrics_url lists a URL twice: {', '.join(urls)}")
+    return urls
+
+
+class MonitoringObserver(LoadObserver):
+    """Monitors each run it hears about; see the module docstring for what it writes."""
+
+    def __init__(
+        self,
+        servers: Mapping[str, int],
+        metrics_urls: Sequence[str] = (),
+        *,
+        baseline_s: float = DEFAULT_BASELINE_S,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        gpu_factory=GpuSampler,
+    ):
+        if baseline_s < 0:
+            raise ValueError(f"baseline_s must be >= 0, got {baseline_s}")
+        if not 0 < interval_s <= MAX_INTERVAL_S:
+            raise ValueError(f"interval_s must be in (0, {MAX_INTERVAL_S}], got {interval_s}")
+        self._servers = dict(servers)
+        self._scrapers = [MetricsScraper(url) for url in metrics_urls]
+        self._baseline_s = baseline_s
+        self._interval_s = interval_s
+        self._gpu_factory = gpu_factory
+        self._run: _MonitoredRun | None = None
+
+    def run_started(self, label: str, config: LoadConfig) -> None:
+        self.close()  # a previous run that raised, when the caller did not close us
+        self._run = _MonitoredRun(
+            config, self._servers, self._scrapers, self._baseline_s, self._interval_s, self._gpu_factory()
+        )
+
+    def warmup_ended(self, label: str) -> None:
+        if self._run is not None:
+            self._run.boundary()
+
+    def window_closed(self, label: str, window: WindowSummary) -> None:
+        if self._run is not None:
+            self._run.window_closed(window)
+
+    def run_finished(self, label: str, result) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stops and joins the current run's monitor and writes its remaining windows; idempotent."""
+        run, self._run = self._run, None
+        if run is not None:
+            run.finish()
+
+    def __enter__(self) -> "MonitoringObserver":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+class _MonitoredRun:
+    """One run's monitor, scrapes and file."""
+
+    def __init__(
+        self,
+        config: LoadConfig,
+        servers: Mapping[str, int],
+        scrapers: Sequence[MetricsScraper],
+        baseline_s: float,
+        interval_s: float,
+        gpu: GpuSampler,
+    ):
+        self._scrapers = scrapers
+        self._entrypoint = _ENTRYPOINTS[config.protocol]
+        self._models = {t.tenant: t.model for t in config.mix.tenants}
+        self._pending: list[dict] = []  # windows waiting for a sample after their end
+        self._last: list[MetricsSnapshot] | None = None
+        self._file = open(Path(config.output_dir) / RESOURCES_FILE, "a", encoding="utf-8")
+        self._gpu = gpu
+        self._monitor = None
+        try:
+            self._gpu.open()  # never raises for a missing GPU: the status says why
+            cpu = CpuSampler(servers, generator_pid=os.getpid())
+            monitor = ResourceMonitor(cpu, self._gpu, interval_s=interval_s)
+            baseline = monitor.baseline(baseline_s)
+            self._write({
+                "kind": "baseline",
+                "gpu_status": monitor.gpu_status.to_json(),
+                "resources": baseline.to_json() if baseline else None,
+            })
+            monitor.start()
+            self._monitor = monitor
+        except BaseException:
+            self._gpu.close()
+            self._file.close()
+            raise
+
+    def boundary(self) -> list[MetricsSnapshot] | None:
+        """Scrapes every server; returns the previous boundary's snapshots (None before the first)."""
+        before, self._last = self._last, [scraper.scrape() for scraper in self._scrapers]
+        return before
+
+    def window_closed(self, window: WindowSummary) -> None:
+        before = self.boundary()
+        deltas = [metrics_delta(b, a) for b, a in zip(before, self._last)] if before else []
+        self._pending.append({
+            "kind": "window",
+            "window": window.index,
+            "start_ns": window.start_ns,
+            "end_ns": window.end_ns,
+            "server_metrics": [{"url": s.url, **d.to_json()} for s, d in zip(self._scrapers, deltas)],
+            "breakdown": {tenant: self._breakdown(tenant, summary, deltas) for tenant, summary in window.tenants.items()},
+        })
+        cpu = self._monitor.samples("run").cpu
+        self._flush(cpu[-1].t_ns if cpu else None)
+
+    def _breakdown(self, tenant: str, summary, deltas) -> dict:
+        model = self._models[tenant]
+        if not self._scrapers:
+            return {"model_name": model, "status": "missing", "reason": "no metrics URL was given"}
+        client_ms = summary.service_time.mean_ms
+        if client_ms is None:
+            return {"model_name": model, "status": "no_requests", "reason": "no successful client request in the window"}
+        if not deltas:
+            return {"model_name": model, "status": "missing", "reason": "no scrape at the window's start"}
+        # Each URL is one server; the tenant's model is on the one that timed its requests.
+        breakdowns: list[tuple[str, LatencyBreakdown]] = [
+            (s.url, latency_breakdown(d, model, client_ms * 1000.0, self._entrypoint))
+            for s, d in zip(self._scrapers, deltas)
+        ]
+        url, chosen = next(((u, b) for u, b in breakdowns if b.status == "ok"), breakdowns[0])
+        return {"url": url, **chosen.to_json()}
+
+    def _flush(self, sampled_until_ns: int | None) -> None:
+        windows = [(w["start_ns"], w["end_ns"]) for w in self._pending]
+        ready = [i for i, (_, end_ns) in enumerate(windows) if sampled_until_ns is not None and end_ns <= sampled_until_ns]
+        if not ready:
+            return
+        resources = self._monitor.windows([windows[i] for i in ready])
+        for i, window_resources in zip(ready, resources):
+            self._write({**self._pending[i], "resources": window_resources.to_json()})
+        self._pending = self._pending[len(ready):]
+
+    def finish(self) -> None:
+        """Stops (joins) the monitor, writes every window left, releases NVML and the file."""
+        try:
+            if self._monitor is not None:
+                self._monitor.stop()
+                self._flush(max((w["end_ns"] for w in self._pending), default=None))
+        finally:
+            self._gpu.close()
+            self._file.close()
+
+    def _write(self, line: dict) -> None:
+        self._file.write(json.dumps({"schema_version": SCHEMA_VERSION, **line}) + "\n")
+        self._file.flush()
+
+
+def read_resources(run_dir: str | os.PathLike) -> list[dict]:
+    """The lines of a run's resources.jsonl, in order."""
+    text = (Path(run_dir) / RESOURCES_FILE).read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines()]
