@@ -92,6 +92,30 @@ def test_close_stops_the_monitor_of_a_run_that_never_finished(tmp_path):
     assert baseline["kind"] == "baseline"
 
 
+def test_a_failed_run_stops_the_monitor_through_a_chained_observer(tmp_path):
+    from tfs_bench.load_run import ChainedObserver
+
+    config = LoadConfig(
+        mix=TrafficMix((TenantLoad(MODEL, MODEL, concurrency=1),)),
+        targets=("127.0.0.1:1",),
+        output_dir=str(tmp_path),
+    )
+    monitoring = MonitoringObserver({}, baseline_s=0, interval_s=0.1)
+    observers = ChainedObserver(LoadObserverSpy(), monitoring)
+    observers.run_started("run", config)
+    assert monitor_threads() != []
+    observers.run_failed("run", RuntimeError("a worker died"))
+    assert monitor_threads() == []
+
+
+class LoadObserverSpy:
+    def run_started(self, label, config):
+        pass
+
+    def run_failed(self, label, error):
+        self.failed = error
+
+
 def test_the_cli_flags_write_resources_per_window(server, tmp_path):
     out = tmp_path / "run"
     url = metrics_url("127.0.0.1", server.rest_port)

@@ -109,6 +109,9 @@ class MonitoringObserver(LoadObserver):
     def run_finished(self, label: str, result) -> None:
         self.close()
 
+    def run_failed(self, label: str, error: BaseException) -> None:
+        self.close()
+
     def close(self) -> None:
         """Stops and joins the current run's monitor and writes its remaining windows; idempotent."""
         run, self._run = self._run, None

@@ -88,6 +88,9 @@ class LoadObserver:
     def run_finished(self, label: str, result: RunResult) -> None:
         pass
 
+    def run_failed(self, label: str, error: BaseException) -> None:
+        """The run raised `error` after run_started; no run_finished follows."""
+
 
 class ChainedObserver(LoadObserver):
     """Passes every event to each observer in turn (e.g. the binary's printer and a monitor)."""
@@ -110,6 +113,10 @@ class ChainedObserver(LoadObserver):
     def run_finished(self, label: str, result: RunResult) -> None:
         for observer in self._observers:
             observer.run_finished(label, result)
+
+    def run_failed(self, label: str, error: BaseException) -> None:
+        for observer in self._observers:
+            observer.run_failed(label, error)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -306,6 +313,9 @@ def _run(
             measurement = _Measurement(config, pool, windows, label, observer)
             clock = measurement.run()
             stopped = pool.stop()
+    except BaseException as e:
+        observer.run_failed(label, e)  # e.g. the monitors stop their threads
+        raise
     finally:
         windows.close()
     result = summarize_run(pool.records, clock.windows, config.policy, config.criteria)
