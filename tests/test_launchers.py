@@ -40,27 +40,6 @@ X = [1.0, 2.0, 5.0]
 # ----------------------------------------------------------------------------- helpers
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port_base(count: int) -> int:
-    """A port p with p..p+count-1 all free now; the planner gives server i ports p+2i, p+2i+1."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count <= 65536 and all(_port_free(p) for p in range(base, base + count)):
-            return base
-    raise RuntimeError(f"no {count} consecutive free ports found")
-
-
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory, known_answer_dir) -> Path:
     """half_plus_two and a copy under another name, so multi-process plans have two servers."""
@@ -78,7 +57,7 @@ def _plan(out: Path, model_paths: dict, hosting="multi_model", cpu_cores=(), pol
         device="cpu",
         version_policy=placement.VersionPolicy.parse(policy),
         cpu_cores=tuple(cpu_cores),
-        port_base=_free_port_base(2 * len(models)),
+        port_base=launchers.free_port_base(len(models)),
     )
     path = server_config.write_plan(placement.make_plan(request), out, "tensorflow/serving:latest")
     return launchers.server_entries(server_config.read_plan(path))
@@ -501,3 +480,13 @@ def test_a_sigkilled_parent_takes_its_server_down(models_dir, tmp_path):
         parent.wait()
         if server_pid is not None and not _gone(server_pid):
             os.kill(server_pid, signal.SIGKILL)  # the test failed; do not leave the server behind
+
+
+def test_free_port_base_and_port_free():
+    base = launchers.free_port_base(2)
+    assert base % 2 == 0
+    assert all(launchers.port_free("127.0.0.1", p) is None for p in range(base, base + 4))
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", base))
+        listening.listen()
+        assert launchers.port_free("127.0.0.1", base)  # the reason it is taken

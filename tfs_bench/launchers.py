@@ -374,22 +374,41 @@ def _child_env(kind: str) -> dict[str, str]:
     return dict(os.environ)
 
 
+def port_free(host: str, port: int) -> str | None:
+    """None when a server could listen on host:port now, else why not.
+
+    SO_REUSEADDR, as servers set it: a port in TIME_WAIT is free, a listening one is not.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            return e.strerror or str(e)
+    return None
+
+
+def free_port_base(servers: int, host: str = "127.0.0.1") -> int:
+    """A --port_base whose plan of `servers` servers (ports base..base+2*servers-1) is free now."""
+    count = 2 * servers
+    for _ in range(100):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, 0))
+            base = probe.getsockname()[1] & ~1  # even, as a planner's gRPC ports are
+        if base + count <= 65536 and all(port_free(host, p) is None for p in range(base, base + count)):
+            return base
+    raise LaunchError(f"found no {count} consecutive free ports on {host}")
+
+
 def _check_ports_free(server: ServerEntry) -> None:
     """A port already taken would let readiness probe someone else's server."""
     for port in (server.grpc_port, server.rest_port):
-        if not port:
-            continue
-        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            # SO_REUSEADDR, as servers set it: a port in TIME_WAIT is free, a listening one is not.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((server.host, port))
-            except OSError as e:
-                raise LaunchError(
-                    f"cannot start server {server.name!r}: {join_address(server.host, port)} is not free ({e.strerror}); "
-                    "is an earlier server still running?"
-                ) from None
+        if port and (why := port_free(server.host, port)):
+            raise LaunchError(
+                f"cannot start server {server.name!r}: {join_address(server.host, port)} is not free ({why}); "
+                "is an earlier server still running?"
+            )
 
 
 def read_log_tail(path: str | os.PathLike, lines: int = LOG_TAIL_LINES) -> str:
