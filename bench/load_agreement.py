@@ -30,16 +30,16 @@ from absl import app
 from absl import flags
 
 from bench.bench_server import half_plus_two_server
-from tfs_bench import known_answer
-from tfs_bench.load_config import LoadConfig
-from tfs_bench.load_run import LoadObserver
-from tfs_bench.load_run import run_load
+from tfs_bench.export import known_answer
+from tfs_bench.load.config import LoadConfig
+from tfs_bench.load.driver import LoadObserver
+from tfs_bench.load.driver import run_load
 from tfs_bench.prometheus import parse_prometheus_text
-from tfs_bench.schedule import TenantLoad
-from tfs_bench.schedule import TrafficMix
-from tfs_bench.verdict import RunResult
-from tfs_bench.verdict import ValidityCriteria
-from tfs_bench.windows import WindowPolicy
+from tfs_bench.load.schedule import TenantLoad
+from tfs_bench.load.schedule import TrafficMix
+from tfs_bench.load.verdict import RunResult
+from tfs_bench.load.verdict import ValidityCriteria
+from tfs_bench.load.windows import WindowPolicy
 
 METRICS_PATH = "/monitoring/prometheus/metrics"
 REQUEST_COUNT = ":tensorflow:serving:request_count"

@@ -30,18 +30,18 @@ from absl import app
 from absl import flags
 
 from bench.bench_server import half_plus_two_server
-from tfs_bench import known_answer
-from tfs_bench.load_config import LoadConfig
-from tfs_bench.load_run import run_load
-from tfs_bench.records import RequestRecord
-from tfs_bench.records import read_records
-from tfs_bench.schedule import TenantLoad
-from tfs_bench.schedule import TrafficMix
-from tfs_bench.search import ProbeOutcome
-from tfs_bench.search import peak_under_sla
-from tfs_bench.verdict import RunResult
-from tfs_bench.verdict import ValidityCriteria
-from tfs_bench.windows import WindowPolicy
+from tfs_bench.export import known_answer
+from tfs_bench.load.config import LoadConfig
+from tfs_bench.load.driver import run_load
+from tfs_bench.load.records import RequestRecord
+from tfs_bench.load.records import read_records
+from tfs_bench.load.schedule import TenantLoad
+from tfs_bench.load.schedule import TrafficMix
+from tfs_bench.load.search import ProbeOutcome
+from tfs_bench.load.search import peak_under_sla
+from tfs_bench.load.verdict import RunResult
+from tfs_bench.load.verdict import ValidityCriteria
+from tfs_bench.load.windows import WindowPolicy
 
 MAX_RATE_ERROR = 0.02
 MAX_LATE_FRACTION = 0.01

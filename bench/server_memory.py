@@ -20,8 +20,8 @@ from absl import flags
 
 from bench import bench_server
 from bench import closed_loop
-from tfs_bench import placement
-from tfs_bench import savedmodels
+from tfs_bench.plan import placement
+from tfs_bench.export import savedmodels
 
 _MODELS = flags.DEFINE_list("models", ["tiny_cnn", "mobilenet_v2_small"], "Zoo models.")
 _REQUESTS = flags.DEFINE_integer("requests", 20, "Predicts per model before reading memory.", lower_bound=1)

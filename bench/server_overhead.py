@@ -22,9 +22,9 @@ from absl import flags
 
 from bench import bench_server
 from bench import closed_loop
-from tfs_bench import known_answer
-from tfs_bench import launchers
-from tfs_bench import placement
+from tfs_bench.export import known_answer
+from tfs_bench.launch import launchers
+from tfs_bench.plan import placement
 
 _DURATION = flags.DEFINE_float("duration_s", 10.0, "Measured seconds per figure.")
 _WARMUP = flags.DEFINE_float("warmup_s", 2.0, "Unmeasured seconds first.")

@@ -24,10 +24,10 @@ from absl import flags
 
 from bench import bench_server
 from bench import closed_loop
-from tfs_bench import launchers
-from tfs_bench import placement
-from tfs_bench import savedmodels
-from tfs_bench import raw_throughput
+from tfs_bench.launch import launchers
+from tfs_bench.plan import placement
+from tfs_bench.export import savedmodels
+from tfs_bench.load import raw_throughput
 
 _MODEL = flags.DEFINE_string("model", "mobilenet_v2", "Zoo model.")
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "8"], "Images per request.")

@@ -19,7 +19,7 @@ def run_env() -> dict:
 @pytest.fixture(scope="session")
 def known_answer_dir(tmp_path_factory) -> Path:
     """A saved_models-style directory holding half_plus_two versions 1 and 2."""
-    from tfs_bench import known_answer
+    from tfs_bench.export import known_answer
 
     root = tmp_path_factory.mktemp("known_answer")
     known_answer.write_models(str(root))

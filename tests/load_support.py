@@ -10,11 +10,11 @@ import pytest
 from serving_process import ServerProcess
 from serving_process import start_server
 from serving_process import write_config
-from tfs_bench import known_answer
-from tfs_bench.records import RequestRecord
-from tfs_bench.records import read_records
-from tfs_bench.verdict import ValidityCriteria
-from tfs_bench.windows import WindowPolicy
+from tfs_bench.export import known_answer
+from tfs_bench.load.records import RequestRecord
+from tfs_bench.load.records import read_records
+from tfs_bench.load.verdict import ValidityCriteria
+from tfs_bench.load.windows import WindowPolicy
 
 MODEL = known_answer.MODEL_NAME
 SECOND_NAME = "half_plus_two_b"  # the same SavedModel served under a second name

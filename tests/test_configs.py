@@ -9,8 +9,8 @@ import pytest
 
 from conftest import REPO_ROOT
 from conftest import run_env
-from tfs_bench import modelcard
-from tfs_bench import savedmodels
+from tfs_bench.export import modelcard
+from tfs_bench.export import savedmodels
 
 CONFIGS = REPO_ROOT / "configs"
 

@@ -1,6 +1,6 @@
 import pytest
 
-from tfs_bench import docker_deploy
+from tfs_bench.plan import docker_deploy
 
 
 def test_image_names():

@@ -9,9 +9,9 @@ import tensorflow as tf
 
 from conftest import REPO_ROOT
 from conftest import run_env
-from tfs_bench import modelcard
-from tfs_bench import savedmodels
-from tfs_bench import zoo
+from tfs_bench.export import modelcard
+from tfs_bench.export import savedmodels
+from tfs_bench.export import zoo
 from tfs_bench.errors import ModelError
 
 SMALL = ("tiny_cnn", "mobilenet_v2_small")

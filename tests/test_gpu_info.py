@@ -1,7 +1,7 @@
 """NVML is faked at the module seam: this machine has no GPU."""
 
 from fake_nvml import FakeNvml
-from tfs_bench import gpu_info
+from tfs_bench.plan import gpu_info
 
 
 def test_total_memory_of_each_gpu():

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfs_bench import known_answer
-from tfs_bench import modelcard
+from tfs_bench.export import known_answer
+from tfs_bench.export import modelcard
 
 
 @pytest.mark.parametrize("version", known_answer.VERSIONS)

@@ -25,10 +25,10 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from conftest import REPO_ROOT
 from conftest import run_env
-from tfs_bench import known_answer
-from tfs_bench import launchers
-from tfs_bench import placement
-from tfs_bench import server_config
+from tfs_bench.export import known_answer
+from tfs_bench.launch import launchers
+from tfs_bench.plan import placement
+from tfs_bench.plan import plan_files
 from tfs_bench.errors import ConfigError
 
 MODEL = known_answer.MODEL_NAME
@@ -59,8 +59,8 @@ def _plan(out: Path, model_paths: dict, hosting="multi_model", cpu_cores=(), pol
         cpu_cores=tuple(cpu_cores),
         port_base=launchers.free_port_base(len(models)),
     )
-    path = server_config.write_plan(placement.make_plan(request), out, "tensorflow/serving:latest")
-    return launchers.server_entries(server_config.read_plan(path))
+    path = plan_files.write_plan(placement.make_plan(request), out, "tensorflow/serving:latest")
+    return launchers.server_entries(plan_files.read_plan(path))
 
 
 def _predict(target: str, model: str, version: int) -> list[float]:
@@ -455,7 +455,7 @@ def test_a_sigkilled_parent_takes_its_server_down(models_dir, tmp_path):
         "import os, sys, threading\n"
         "from tfs_bench import launchers, server_config\n"
         "plan, logs, pid_file = sys.argv[1:]\n"
-        "(entry,) = launchers.server_entries(server_config.read_plan(plan))\n"
+        "(entry,) = launchers.server_entries(plan_files.read_plan(plan))\n"
         "server = launchers.launch(launchers.LaunchSpec('embedded', entry, log_dir=logs, ready_timeout_s=60))\n"
         "open(pid_file + '.tmp', 'w').write(str(server.pid))\n"
         "os.replace(pid_file + '.tmp', pid_file)\n"

@@ -5,21 +5,21 @@ import dataclasses
 import pytest
 
 from tfs_bench.errors import ConfigError
-from tfs_bench.load_config import InputSource
-from tfs_bench.load_config import LoadConfig
-from tfs_bench.load_config import parse_target
-from tfs_bench.load_config import parse_tenant_spec
-from tfs_bench.load_config import parse_tenant_specs
-from tfs_bench.load_config import scale_open_loop
-from tfs_bench.load_config import split_target
-from tfs_bench.load_config import with_concurrency
-from tfs_bench.load_worker import TenantShare
-from tfs_bench.load_worker import WorkerPlan
-from tfs_bench.schedule import TenantLoad
-from tfs_bench.schedule import TenantSpec
-from tfs_bench.schedule import TrafficMix
-from tfs_bench.verdict import ValidityCriteria
-from tfs_bench.windows import WindowPolicy
+from tfs_bench.load.config import InputSource
+from tfs_bench.load.config import LoadConfig
+from tfs_bench.load.config import parse_target
+from tfs_bench.load.config import parse_tenant_spec
+from tfs_bench.load.config import parse_tenant_specs
+from tfs_bench.load.config import scale_open_loop
+from tfs_bench.load.config import split_target
+from tfs_bench.load.config import with_concurrency
+from tfs_bench.load.worker import TenantShare
+from tfs_bench.load.worker import WorkerPlan
+from tfs_bench.load.schedule import TenantLoad
+from tfs_bench.load.schedule import TenantSpec
+from tfs_bench.load.schedule import TrafficMix
+from tfs_bench.load.verdict import ValidityCriteria
+from tfs_bench.load.windows import WindowPolicy
 
 TARGETS = ("127.0.0.1:8500", "[::1]:9000")
 

@@ -14,24 +14,24 @@ from load_support import QUICK_FLAGS
 from load_support import QUICK_POLICY
 from serving_process import start_server
 from serving_process import write_config
-from tfs_bench import server_config
+from tfs_bench.plan import plan_files
 from tfs_bench import tfs_protos
-from tfs_bench.load_config import LoadConfig
-from tfs_bench.load_monitoring import MonitoringObserver
-from tfs_bench.load_monitoring import read_resources
-from tfs_bench.load_output import read_windows
-from tfs_bench.load_run import ChainedObserver
-from tfs_bench.load_run import LoadObserver
-from tfs_bench.load_run import run_load
+from tfs_bench.load.config import LoadConfig
+from tfs_bench.load.resource_log import MonitoringObserver
+from tfs_bench.load.resource_log import read_resources
+from tfs_bench.load.run_files import read_windows
+from tfs_bench.load.driver import ChainedObserver
+from tfs_bench.load.driver import LoadObserver
+from tfs_bench.load.driver import run_load
 from tfs_bench.monitors.scrape import metrics_url
-from tfs_bench.schedule import TenantLoad
-from tfs_bench.schedule import TrafficMix
+from tfs_bench.load.schedule import TenantLoad
+from tfs_bench.load.schedule import TrafficMix
 
 
 @pytest.fixture(scope="module")
 def server(known_answer_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("monitored_server")
-    monitoring = write_config(tmp / "monitoring.config", tfs_protos.to_text(server_config.monitoring_config()))
+    monitoring = write_config(tmp / "monitoring.config", tfs_protos.to_text(plan_files.monitoring_config()))
     server = start_server(
         [f"--model_name={MODEL}", f"--model_base_path={known_answer_dir / MODEL}", f"--monitoring_config_file={monitoring}"],
         tmp,
@@ -93,7 +93,7 @@ def test_close_stops_the_monitor_of_a_run_that_never_finished(tmp_path):
 
 
 def test_a_failed_run_stops_the_monitor_through_a_chained_observer(tmp_path):
-    from tfs_bench.load_run import ChainedObserver
+    from tfs_bench.load.driver import ChainedObserver
 
     config = LoadConfig(
         mix=TrafficMix((TenantLoad(MODEL, MODEL, concurrency=1),)),

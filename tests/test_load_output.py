@@ -5,21 +5,21 @@ import json
 import pytest
 
 from tfs_bench.errors import ConfigError
-from tfs_bench.load_output import RUN_FILE
-from tfs_bench.load_output import WindowLog
-from tfs_bench.load_output import check_output_dir
-from tfs_bench.load_output import claim_output_dir
-from tfs_bench.load_output import format_result
-from tfs_bench.load_output import format_runs
-from tfs_bench.load_output import format_window
-from tfs_bench.load_output import read_windows
-from tfs_bench.load_output import write_json_atomic
-from tfs_bench.records import RequestRecord
-from tfs_bench.verdict import ValidityCriteria
-from tfs_bench.verdict import summarize_run
-from tfs_bench.windows import GeneratorUsage
-from tfs_bench.windows import WindowPolicy
-from tfs_bench.windows import summarize_window
+from tfs_bench.load.run_files import RUN_FILE
+from tfs_bench.load.run_files import WindowLog
+from tfs_bench.load.run_files import check_output_dir
+from tfs_bench.load.run_files import claim_output_dir
+from tfs_bench.load.run_files import format_result
+from tfs_bench.load.run_files import format_runs
+from tfs_bench.load.run_files import format_window
+from tfs_bench.load.run_files import read_windows
+from tfs_bench.load.run_files import write_json_atomic
+from tfs_bench.load.records import RequestRecord
+from tfs_bench.load.verdict import ValidityCriteria
+from tfs_bench.load.verdict import summarize_run
+from tfs_bench.load.windows import GeneratorUsage
+from tfs_bench.load.windows import WindowPolicy
+from tfs_bench.load.windows import summarize_window
 
 MS = 1_000_000
 S = 1_000_000_000

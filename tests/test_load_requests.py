@@ -13,16 +13,16 @@ from tensorflow_serving.apis import predict_pb2
 
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import ModelError
-from tfs_bench.load_config import InputSource
-from tfs_bench.request_bodies import MAX_BODIES
-from tfs_bench.request_bodies import InputSpec
-from tfs_bench.request_bodies import batch_shape
-from tfs_bench.request_bodies import encode_grpc
-from tfs_bench.request_bodies import encode_rest
-from tfs_bench.request_bodies import load_images
-from tfs_bench.request_bodies import make_batches
-from tfs_bench.request_bodies import random_batch
-from tfs_bench.request_bodies import rest_predict_path
+from tfs_bench.load.config import InputSource
+from tfs_bench.load.request_bodies import MAX_BODIES
+from tfs_bench.load.request_bodies import InputSpec
+from tfs_bench.load.request_bodies import batch_shape
+from tfs_bench.load.request_bodies import encode_grpc
+from tfs_bench.load.request_bodies import encode_rest
+from tfs_bench.load.request_bodies import load_images
+from tfs_bench.load.request_bodies import make_batches
+from tfs_bench.load.request_bodies import random_batch
+from tfs_bench.load.request_bodies import rest_predict_path
 
 HALF_PLUS_TWO = (InputSpec("x", "DT_FLOAT", (-1, 3)),)
 IMAGE_INPUT = (InputSpec("images", "DT_UINT8", (-1, 8, 6, 3)),)

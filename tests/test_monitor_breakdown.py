@@ -3,7 +3,7 @@
 import pytest
 
 from tfs_bench.monitors.breakdown import latency_breakdown, metrics_delta
-from tfs_bench.monitors.records import LatencyDelta, MetricsSnapshot
+from tfs_bench.monitors.samples import LatencyDelta, MetricsSnapshot
 from tfs_bench.prometheus import parse_prometheus_text
 from tfs_bench.server.metrics import ServerMetrics
 

@@ -3,7 +3,7 @@
 from fake_nvml import GIB, FakeNvml, FakeNvmlError, clock_from, device
 
 from tfs_bench.monitors.gpu import GpuSampler
-from tfs_bench.monitors.records import GpuProcessMemory
+from tfs_bench.monitors.samples import GpuProcessMemory
 
 
 def test_samples_every_device_in_nvml_units_converted():

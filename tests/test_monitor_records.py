@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tfs_bench.monitors.records import (
+from tfs_bench.monitors.samples import (
     CpuSample,
     GpuProcessMemory,
     GpuSample,

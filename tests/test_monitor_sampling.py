@@ -8,7 +8,7 @@ from fake_nvml import FakeNvml, FakeNvmlError, device
 
 from tfs_bench.monitors.cpu import CpuSampler
 from tfs_bench.monitors.gpu import GpuSampler
-from tfs_bench.monitors.records import GPU_OFF
+from tfs_bench.monitors.samples import GPU_OFF
 from tfs_bench.monitors.sample_log import SampleLogWriter, read_sample_log
 from tfs_bench.monitors.sampling import MonitorError, ResourceMonitor
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tfs_bench.monitors.records import MetricsSnapshot
+from tfs_bench.monitors.samples import MetricsSnapshot
 from tfs_bench.monitors.scrape import DEFAULT_METRICS_PATH, MetricsScraper, metrics_url
 from tfs_bench.prometheus import parse_prometheus_text
 

@@ -2,7 +2,7 @@
 
 import json
 
-from tfs_bench.monitors.records import (
+from tfs_bench.monitors.samples import (
     GPU_OFF,
     CpuSample,
     GpuProcessMemory,
@@ -13,7 +13,7 @@ from tfs_bench.monitors.records import (
     ProcessSample,
     ProcessWindow,
 )
-from tfs_bench.monitors.windows import baseline_resources, clip_to_windows
+from tfs_bench.monitors.clipping import baseline_resources, clip_to_windows
 
 S = 1_000_000_000  # ns per second
 MIB = 2**20

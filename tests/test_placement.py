@@ -2,8 +2,8 @@ import dataclasses
 
 import pytest
 
-from tfs_bench import modelcard
-from tfs_bench import placement
+from tfs_bench.export import modelcard
+from tfs_bench.plan import placement
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import ModelError
 

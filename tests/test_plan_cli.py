@@ -16,8 +16,8 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from conftest import REPO_ROOT
 from conftest import run_env
-from tfs_bench import modelcard
-from tfs_bench import savedmodels
+from tfs_bench.export import modelcard
+from tfs_bench.export import savedmodels
 from tfs_bench import tfs_protos
 
 GIB = 2**30

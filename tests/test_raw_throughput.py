@@ -1,6 +1,6 @@
 import pytest
 
-from tfs_bench import raw_throughput
+from tfs_bench.load import raw_throughput
 from tfs_bench.errors import ModelError
 
 

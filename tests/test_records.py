@@ -3,11 +3,11 @@ import dataclasses
 import grpc
 import pytest
 
-from tfs_bench.records import CSV_COLUMNS
-from tfs_bench.records import GRPC_STATUS_CODES
-from tfs_bench.records import RecordCsvWriter
-from tfs_bench.records import RequestRecord
-from tfs_bench.records import read_records
+from tfs_bench.load.records import CSV_COLUMNS
+from tfs_bench.load.records import GRPC_STATUS_CODES
+from tfs_bench.load.records import RecordCsvWriter
+from tfs_bench.load.records import RequestRecord
+from tfs_bench.load.records import read_records
 
 MS = 1_000_000
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from tfs_bench.errors import ConfigError
-from tfs_bench.schedule import ArrivalSchedule
-from tfs_bench.schedule import TenantLoad
-from tfs_bench.schedule import TenantSpec
-from tfs_bench.schedule import TrafficMix
-from tfs_bench.schedule import concurrency_sweep
-from tfs_bench.schedule import split_evenly
-from tfs_bench.schedule import tenant_seed
+from tfs_bench.load.schedule import ArrivalSchedule
+from tfs_bench.load.schedule import TenantLoad
+from tfs_bench.load.schedule import TenantSpec
+from tfs_bench.load.schedule import TrafficMix
+from tfs_bench.load.schedule import concurrency_sweep
+from tfs_bench.load.schedule import split_evenly
+from tfs_bench.load.schedule import tenant_seed
 
 
 def take(iterator, n: int) -> list[int]:

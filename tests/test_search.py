@@ -3,18 +3,18 @@ import json
 import pytest
 
 from tfs_bench.errors import TfsBenchError
-from tfs_bench.records import RequestRecord
-from tfs_bench.search import STOP_MAX_PASSES
-from tfs_bench.search import STOP_NO_GAIN
-from tfs_bench.search import ProbeOutcome
-from tfs_bench.search import SearchError
-from tfs_bench.search import judge_probe
-from tfs_bench.search import peak_under_sla
-from tfs_bench.search import perseus_ramp
-from tfs_bench.verdict import ValidityCriteria
-from tfs_bench.verdict import summarize_run
-from tfs_bench.windows import WindowPolicy
-from tfs_bench.windows import summarize_window
+from tfs_bench.load.records import RequestRecord
+from tfs_bench.load.search import STOP_MAX_PASSES
+from tfs_bench.load.search import STOP_NO_GAIN
+from tfs_bench.load.search import ProbeOutcome
+from tfs_bench.load.search import SearchError
+from tfs_bench.load.search import judge_probe
+from tfs_bench.load.search import peak_under_sla
+from tfs_bench.load.search import perseus_ramp
+from tfs_bench.load.verdict import ValidityCriteria
+from tfs_bench.load.verdict import summarize_run
+from tfs_bench.load.windows import WindowPolicy
+from tfs_bench.load.windows import summarize_window
 
 S = 1_000_000_000
 MS = 1_000_000

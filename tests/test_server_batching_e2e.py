@@ -11,7 +11,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
 from serving_process import start_server, write_config
-from tfs_bench import known_answer
+from tfs_bench.export import known_answer
 from tfs_bench.prometheus import parse_prometheus_text, sample_key
 
 MODEL = known_answer.MODEL_NAME

@@ -17,7 +17,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving_process import free_port, poll_until, start_server, write_config
-from tfs_bench import known_answer
+from tfs_bench.export import known_answer
 from tfs_bench.errors import ConfigError
 from tfs_bench.server import config_files
 from tfs_bench.server.app import ModelServer

@@ -11,7 +11,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from tfs_bench import known_answer
+from tfs_bench.export import known_answer
 from tfs_bench.server import json_tensors, predict, servables, warmup
 from tfs_bench.server.batching import BatchingOptions, BatchScheduler
 from tfs_bench.server.metrics import ServerMetrics

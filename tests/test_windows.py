@@ -6,27 +6,27 @@ import pytest
 
 from tfs_bench.errors import ConfigError
 from tfs_bench.metric_registry import METRICS
-from tfs_bench.records import RequestRecord
+from tfs_bench.load.records import RequestRecord
 from tfs_bench.stats import LatencySummary
 from tfs_bench.stats import summarize_latencies
-from tfs_bench.verdict import RunResult
-from tfs_bench.verdict import ValidityCriteria
-from tfs_bench.verdict import check_policy
-from tfs_bench.verdict import summarize_run
-from tfs_bench.windows import STOP_MAX_WINDOWS
-from tfs_bench.windows import STOP_STABLE
-from tfs_bench.windows import WARMUP_END
-from tfs_bench.windows import WINDOW_END
-from tfs_bench.windows import Boundary
-from tfs_bench.windows import GeneratorUsage
-from tfs_bench.windows import LoadSummary
-from tfs_bench.windows import WindowClock
-from tfs_bench.windows import WindowPolicy
-from tfs_bench.windows import WindowSummary
-from tfs_bench.windows import assign_to_windows
-from tfs_bench.windows import instability_reasons
-from tfs_bench.windows import summarize_load
-from tfs_bench.windows import summarize_window
+from tfs_bench.load.verdict import RunResult
+from tfs_bench.load.verdict import ValidityCriteria
+from tfs_bench.load.verdict import check_policy
+from tfs_bench.load.verdict import summarize_run
+from tfs_bench.load.windows import STOP_MAX_WINDOWS
+from tfs_bench.load.windows import STOP_STABLE
+from tfs_bench.load.windows import WARMUP_END
+from tfs_bench.load.windows import WINDOW_END
+from tfs_bench.load.windows import Boundary
+from tfs_bench.load.windows import GeneratorUsage
+from tfs_bench.load.windows import LoadSummary
+from tfs_bench.load.windows import WindowClock
+from tfs_bench.load.windows import WindowPolicy
+from tfs_bench.load.windows import WindowSummary
+from tfs_bench.load.windows import assign_to_windows
+from tfs_bench.load.windows import instability_reasons
+from tfs_bench.load.windows import summarize_load
+from tfs_bench.load.windows import summarize_window
 
 S = 1_000_000_000
 MS = 1_000_000

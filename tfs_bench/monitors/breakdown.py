@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from tfs_bench.monitors.records import (
+from tfs_bench.monitors.samples import (
     LatencyBreakdown,
     LatencyDelta,
     MetricsSnapshot,

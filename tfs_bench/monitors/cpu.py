@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 
 import psutil
 
-from tfs_bench.monitors.records import CpuSample, ProcessSample
+from tfs_bench.monitors.samples import CpuSample, ProcessSample
 
 _GONE = (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from tfs_bench.monitors.records import GpuProcessMemory, GpuSample, GpuStatus
+from tfs_bench.monitors.samples import GpuProcessMemory, GpuSample, GpuStatus
 
 _UNSET = object()
 

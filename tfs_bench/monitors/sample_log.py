@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Iterable
 
-from tfs_bench.monitors.records import GPU_OFF, CpuSample, GpuSample, GpuStatus, MonitorSamples
+from tfs_bench.monitors.samples import GPU_OFF, CpuSample, GpuSample, GpuStatus, MonitorSamples
 
 PHASES = ("baseline", "run")
 _KINDS = {"cpu_sample": CpuSample, "gpu_sample": GpuSample, "gpu_status": GpuStatus}

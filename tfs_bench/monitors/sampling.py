@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from tfs_bench.errors import TfsBenchError
 from tfs_bench.monitors.cpu import CpuSampler
 from tfs_bench.monitors.gpu import GpuSampler
-from tfs_bench.monitors.records import GPU_OFF, GpuStatus, MonitorSamples, WindowResources
+from tfs_bench.monitors.samples import GPU_OFF, GpuStatus, MonitorSamples, WindowResources
 from tfs_bench.monitors.sample_log import SampleLogWriter
-from tfs_bench.monitors.windows import baseline_resources, clip_to_windows
+from tfs_bench.monitors.clipping import baseline_resources, clip_to_windows
 
 DEFAULT_INTERVAL_S = 0.5
 MAX_INTERVAL_S = 1.0  # METHODOLOGY.md: GPU sampled at least every second

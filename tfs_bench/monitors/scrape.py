@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 
-from tfs_bench.monitors.records import MetricsSnapshot
+from tfs_bench.monitors.samples import MetricsSnapshot
 from tfs_bench.prometheus import PrometheusParseError, parse_prometheus_text
 
 DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"

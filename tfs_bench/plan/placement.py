@@ -2,7 +2,7 @@
 
 `make_plan` is pure: it takes the models (with their cards), the hosting and device choices and
 the machine's facts (GPU memory, usable cores) and returns a `Plan` of servers, each with its
-ports, GPU memory fraction or CPU core set and thread settings. `tfs_bench.server_config` turns a
+ports, GPU memory fraction or CPU core set and thread settings. `tfs_bench.plan.plan_files` turns a
 plan into the files TF Serving reads.
 """
 
@@ -14,7 +14,7 @@ import os
 import re
 from pathlib import Path
 
-from tfs_bench import modelcard
+from tfs_bench.export import modelcard
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import ModelError
 from tfs_bench.version_policy import VersionPolicy

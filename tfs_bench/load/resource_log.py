@@ -24,15 +24,15 @@ from pathlib import Path
 import psutil
 
 from tfs_bench.errors import ConfigError
-from tfs_bench.load_config import LoadConfig
-from tfs_bench.load_run import LoadObserver
+from tfs_bench.load.config import LoadConfig
+from tfs_bench.load.driver import LoadObserver
 from tfs_bench.monitors.breakdown import latency_breakdown, metrics_delta
 from tfs_bench.monitors.cpu import CpuSampler
 from tfs_bench.monitors.gpu import GpuSampler
-from tfs_bench.monitors.records import LatencyBreakdown, MetricsSnapshot
+from tfs_bench.monitors.samples import LatencyBreakdown, MetricsSnapshot
 from tfs_bench.monitors.sampling import DEFAULT_INTERVAL_S, MAX_INTERVAL_S, ResourceMonitor
 from tfs_bench.monitors.scrape import MetricsScraper
-from tfs_bench.windows import WindowSummary
+from tfs_bench.load.windows import WindowSummary
 
 SCHEMA_VERSION = 1
 RESOURCES_FILE = "resources.jsonl"

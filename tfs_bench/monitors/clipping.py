@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Sequence
 
-from tfs_bench.monitors.records import (
+from tfs_bench.monitors.samples import (
     CpuSample,
     GpuProcessMemory,
     GpuSample,

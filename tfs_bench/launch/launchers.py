@@ -182,7 +182,7 @@ class ServerEntry:
 
 
 def server_entries(plan: Mapping) -> tuple[ServerEntry, ...]:
-    """Every server of a plan document (see tfs_bench.server_config.read_plan)."""
+    """Every server of a plan document (see tfs_bench.plan.plan_files.read_plan)."""
     servers = plan.get("servers")
     if not servers:
         raise ConfigError("the plan lists no servers")

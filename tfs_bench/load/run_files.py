@@ -25,12 +25,12 @@ from pathlib import Path
 
 from tfs_bench.errors import ConfigError
 from tfs_bench.metric_registry import metric
-from tfs_bench.search import PeakResult
-from tfs_bench.search import RampResult
+from tfs_bench.load.search import PeakResult
+from tfs_bench.load.search import RampResult
 from tfs_bench.stats import percentile_field
-from tfs_bench.verdict import RunResult
-from tfs_bench.windows import LoadSummary
-from tfs_bench.windows import WindowSummary
+from tfs_bench.load.verdict import RunResult
+from tfs_bench.load.windows import LoadSummary
+from tfs_bench.load.windows import WindowSummary
 
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"

@@ -12,7 +12,7 @@ import json
 import re
 import shlex
 
-from tfs_bench import placement
+from tfs_bench.plan import placement
 
 IMAGE_REPOSITORY = "tensorflow/serving"
 CONTAINER_GRPC_PORT = 8500

@@ -1,6 +1,6 @@
 """Measures a SavedModel's load time and memory in a fresh process.
 
-Run as `python -m tfs_bench.footprint SAVEDMODEL_DIR`; prints one JSON object on stdout. A fresh
+Run as `python -m tfs_bench.export.footprint SAVEDMODEL_DIR`; prints one JSON object on stdout. A fresh
 process is the only honest way to see a model's own memory: the exporting process already holds
 the Keras model and TensorFlow's caches.
 """
@@ -17,7 +17,7 @@ import time
 from tfs_bench.child_process import child_env
 from tfs_bench.child_process import module_argv
 from tfs_bench.errors import ModelError
-from tfs_bench.modelcard import Footprint
+from tfs_bench.export.modelcard import Footprint
 
 _TIMEOUT_S = 600
 
@@ -63,7 +63,7 @@ def _measure(savedmodel_dir: str) -> dict:
 
 
 def measure_in_fresh_process(savedmodel_dir: str | os.PathLike) -> Footprint:
-    cmd = module_argv("tfs_bench.footprint", os.fspath(savedmodel_dir))
+    cmd = module_argv("tfs_bench.export.footprint", os.fspath(savedmodel_dir))
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT_S, env=child_env())
     except subprocess.TimeoutExpired:
@@ -76,7 +76,7 @@ def measure_in_fresh_process(savedmodel_dir: str | os.PathLike) -> Footprint:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m tfs_bench.footprint SAVEDMODEL_DIR", file=sys.stderr)
+        print("usage: python -m tfs_bench.export.footprint SAVEDMODEL_DIR", file=sys.stderr)
         return 2
     print(json.dumps(_measure(argv[1])))
     return 0

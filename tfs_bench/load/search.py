@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Callable
 
 from tfs_bench.errors import TfsBenchError
-from tfs_bench.verdict import RunResult
+from tfs_bench.load.verdict import RunResult
 
 STOP_NO_GAIN = "no_gain"
 STOP_MAX_PASSES = "max_passes"

@@ -1,6 +1,6 @@
 """Writes the known-answer SavedModels that server and client tests check exact outputs against.
 
-`python -m tfs_bench.known_answer --output_dir=DIR` writes `DIR/half_plus_two/{1,2}`:
+`write_models(DIR)` (or `python -m tfs_bench.known_answer --output_dir=DIR`) writes `DIR/half_plus_two/{1,2}`:
 - `serving_default`: input `x` (float32, [batch, 3]) -> output `y` = 0.5 * x + 1 + version,
   so version 1 is the classic y = 0.5x + 2 and version 2 answers y = 0.5x + 3;
 - `times_two`: input `x` -> output `y` = 2 * x.
@@ -14,11 +14,9 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
-from absl import app
-from absl import flags
 
-from tfs_bench import modelcard
-from tfs_bench import savedmodels
+from tfs_bench.export import modelcard
+from tfs_bench.export import savedmodels
 
 MODEL_NAME = "half_plus_two"
 VERSIONS = (1, 2)
@@ -80,20 +78,3 @@ def write_models(output_dir: str) -> Path:
     for version in VERSIONS:
         savedmodels.write_version_atomically(base / str(version), lambda tmp, v=version: _write(v, tmp))
     return base
-
-
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", "saved_models", "Where to write the models.")
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    print(write_models(_OUTPUT_DIR.value))
-
-
-def run():
-    app.run(main)
-
-
-if __name__ == "__main__":
-    run()

@@ -27,7 +27,7 @@ from typing import Protocol
 import grpc
 
 from tfs_bench.errors import LoadError
-from tfs_bench.load_config import split_target
+from tfs_bench.load.config import split_target
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 _CHANNEL_OPTIONS = (("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1))

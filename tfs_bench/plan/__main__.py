@@ -3,7 +3,7 @@
   python -m tfs_bench.plan --models=tiny_cnn,mobilenet_v2_small --hosting=multi_model --device=cpu
   python -m tfs_bench.plan --flagfile=configs/quick.plan.flags
 
-Writes `<output_dir>/plan.json` and one directory per server (see tfs_bench.server_config).
+Writes `<output_dir>/plan.json` and one directory per server (see tfs_bench.plan.plan_files).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import os
 from absl import app
 from absl import flags
 
-from tfs_bench import docker_deploy
-from tfs_bench import gpu_info
-from tfs_bench import placement
-from tfs_bench import server_config
+from tfs_bench.plan import docker_deploy
+from tfs_bench.plan import gpu_info
+from tfs_bench.plan import placement
+from tfs_bench.plan import plan_files
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import exits_cleanly
 
@@ -209,7 +209,7 @@ def main(argv):
         image = docker_deploy.image_name(_DOCKER_TAG.value, gpu=plan.device == "gpu")
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    path = server_config.write_plan(plan, _OUTPUT_DIR.value, image)
+    path = plan_files.write_plan(plan, _OUTPUT_DIR.value, image)
     print(_summary(plan, path))
 
 

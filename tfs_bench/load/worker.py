@@ -1,6 +1,6 @@
 """A load-generator worker process: sends its share of a traffic mix and writes request records.
 
-Started by `tfs_bench.load_run` as `python -m tfs_bench.load_worker`, one per `--workers`. It
+Started by `tfs_bench.load.driver` as `python -m tfs_bench.load.worker`, one per `--workers`. It
 never imports TensorFlow: request bodies arrive pre-encoded in its plan.
 
 Sending runs on one asyncio event loop (grpc.aio, or a REST thread pool behind it):
@@ -46,12 +46,12 @@ from collections.abc import Iterator
 
 from tfs_bench import stats
 from tfs_bench.errors import TfsBenchError
-from tfs_bench.records import STATUS_DROPPED
-from tfs_bench.records import RecordCsvWriter
-from tfs_bench.records import RequestRecord
-from tfs_bench.schedule import ArrivalSchedule
-from tfs_bench.transport import Transport
-from tfs_bench.transport import open_transport
+from tfs_bench.load.records import STATUS_DROPPED
+from tfs_bench.load.records import RecordCsvWriter
+from tfs_bench.load.records import RequestRecord
+from tfs_bench.load.schedule import ArrivalSchedule
+from tfs_bench.load.transport import Transport
+from tfs_bench.load.transport import open_transport
 
 _MAX_ARRIVALS_PER_HANDOFF = 256
 _MAX_REST_THREADS = 64

@@ -12,8 +12,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from tfs_bench import modelcard
-from tfs_bench import zoo
+from tfs_bench.export import modelcard
+from tfs_bench.export import zoo
 from tfs_bench.errors import exits_cleanly
 
 _MODELS = flags.DEFINE_list("models", [], f"Models to export: {', '.join(zoo.MODELS)}.")
@@ -93,7 +93,7 @@ def main(argv):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # TensorFlow's save-time INFO lines bury the summary
-    from tfs_bench import savedmodels  # imports TensorFlow: not needed for --list
+    from tfs_bench.export import savedmodels  # imports TensorFlow: not needed for --list
 
     for name in _MODELS.value:
         request = savedmodels.ExportRequest(

@@ -35,10 +35,10 @@ from PIL import UnidentifiedImageError
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import LoadError
 from tfs_bench.errors import ModelError
-from tfs_bench.load_config import INPUT_IMAGES
-from tfs_bench.load_config import InputSource
-from tfs_bench.load_config import LoadConfig
-from tfs_bench.load_config import split_target
+from tfs_bench.load.config import INPUT_IMAGES
+from tfs_bench.load.config import InputSource
+from tfs_bench.load.config import LoadConfig
+from tfs_bench.load.config import split_target
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
 MAX_BODIES = 64

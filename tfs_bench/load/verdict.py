@@ -23,14 +23,14 @@ from collections.abc import Iterable
 from collections.abc import Sequence
 
 from tfs_bench.errors import ConfigError
-from tfs_bench.records import RequestRecord
-from tfs_bench.windows import LoadSummary
-from tfs_bench.windows import WindowPolicy
-from tfs_bench.windows import WindowSummary
-from tfs_bench.windows import instability_reasons
-from tfs_bench.windows import records_between
-from tfs_bench.windows import summarize_load
-from tfs_bench.windows import total_offered_rate
+from tfs_bench.load.records import RequestRecord
+from tfs_bench.load.windows import LoadSummary
+from tfs_bench.load.windows import WindowPolicy
+from tfs_bench.load.windows import WindowSummary
+from tfs_bench.load.windows import instability_reasons
+from tfs_bench.load.windows import records_between
+from tfs_bench.load.windows import summarize_load
+from tfs_bench.load.windows import total_offered_rate
 
 SCHEMA_VERSION = 1
 REASON_CODES = (

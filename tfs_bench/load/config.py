@@ -1,6 +1,6 @@
 """What a load run is asked to do: targets, a traffic mix, request contents, windows and bounds.
 
-`LoadConfig` is the plain-argument input of the library API (`tfs_bench.load_run`); the
+`LoadConfig` is the plain-argument input of the library API (`tfs_bench.load.driver`); the
 `tfs_bench.load` binary builds one from its flags and uses the parsers here in its validators,
 so a rule is written once and holds for both.
 
@@ -17,12 +17,12 @@ import os
 from collections.abc import Sequence
 
 from tfs_bench.errors import ConfigError
-from tfs_bench.schedule import TenantLoad
-from tfs_bench.schedule import TenantSpec
-from tfs_bench.schedule import TrafficMix
-from tfs_bench.verdict import ValidityCriteria
-from tfs_bench.verdict import check_policy
-from tfs_bench.windows import WindowPolicy
+from tfs_bench.load.schedule import TenantLoad
+from tfs_bench.load.schedule import TenantSpec
+from tfs_bench.load.schedule import TrafficMix
+from tfs_bench.load.verdict import ValidityCriteria
+from tfs_bench.load.verdict import check_policy
+from tfs_bench.load.windows import WindowPolicy
 
 SCHEMA_VERSION = 1
 PROTOCOLS = ("grpc", "rest")

@@ -7,7 +7,7 @@
 
 Modes: closed (one run per --concurrency value), open (one run at --rate), ramp (PERSEUS:
 --qps_start, +--qps_delta per pass), peak (bracket and bisect under --sla_ms); see
-docs/architecture.md, "Load generator". Writes --output_dir (see tfs_bench.load_output), prints
+docs/architecture.md, "Load generator". Writes --output_dir (see tfs_bench.load.run_files), prints
 a line per window and a summary. Exits 0 when the measurement finished, whether VALID or not
 (the verdict is printed and saved); 1 on an error.
 """
@@ -21,24 +21,24 @@ import sys
 from absl import app
 from absl import flags
 
-from tfs_bench import load_monitoring
-from tfs_bench import load_output
-from tfs_bench import load_run
+from tfs_bench.load import resource_log
+from tfs_bench.load import run_files
+from tfs_bench.load import driver
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import exits_cleanly
-from tfs_bench.load_config import MAX_WORKERS
-from tfs_bench.load_config import PROTOCOLS
-from tfs_bench.load_config import InputSource
-from tfs_bench.load_config import LoadConfig
-from tfs_bench.load_config import check_outstanding
-from tfs_bench.load_config import parse_target
-from tfs_bench.load_config import parse_tenant_specs
-from tfs_bench.schedule import ARRIVALS
-from tfs_bench.schedule import TrafficMix
+from tfs_bench.load.config import MAX_WORKERS
+from tfs_bench.load.config import PROTOCOLS
+from tfs_bench.load.config import InputSource
+from tfs_bench.load.config import LoadConfig
+from tfs_bench.load.config import check_outstanding
+from tfs_bench.load.config import parse_target
+from tfs_bench.load.config import parse_tenant_specs
+from tfs_bench.load.schedule import ARRIVALS
+from tfs_bench.load.schedule import TrafficMix
 from tfs_bench.stats import REPORTED_PERCENTILES
-from tfs_bench.verdict import ValidityCriteria
-from tfs_bench.verdict import check_policy
-from tfs_bench.windows import WindowPolicy
+from tfs_bench.load.verdict import ValidityCriteria
+from tfs_bench.load.verdict import check_policy
+from tfs_bench.load.windows import WindowPolicy
 
 MODES = ("closed", "open", "ramp", "peak")
 DEFAULT_MAX_OUTSTANDING = 1000
@@ -114,12 +114,12 @@ _CONNECT_TIMEOUT_S = flags.DEFINE_float("connect_timeout_s", 10.0, "How long to 
 _SERVER_PIDS = flags.DEFINE_list(
     "server_pids", None,
     f"Server processes to monitor, as name=pid,...: CPU and memory of each process tree per window, with "
-    f"GPU and an idle baseline, in <run>/{load_monitoring.RESOURCES_FILE}.",
+    f"GPU and an idle baseline, in <run>/{resource_log.RESOURCES_FILE}.",
 )
 _METRICS_URL = flags.DEFINE_multi_string(
     "metrics_url", None,
     f"Prometheus page of a server (repeat the flag or give a comma list), scraped at each window boundary "
-    f"for the server-side latency breakdown in <run>/{load_monitoring.RESOURCES_FILE}.",
+    f"for the server-side latency breakdown in <run>/{resource_log.RESOURCES_FILE}.",
 )
 
 # Flags that belong to some modes only; None (their default) means "not given".
@@ -268,7 +268,7 @@ def _check_input(text):
 @_rule
 def _check_server_pids(items):
     if items is not None:
-        load_monitoring.parse_server_pids(items)
+        resource_log.parse_server_pids(items)
     return None
 
 
@@ -276,7 +276,7 @@ def _check_server_pids(items):
 @_rule
 def _check_metrics_urls(values):
     if values is not None:
-        load_monitoring.split_urls(values)
+        resource_log.split_urls(values)
     return None
 
 
@@ -291,7 +291,7 @@ def _check_output_dir(values):
     if values["output_dir"] is not None:
         if not values["output_dir"]:
             return "--output_dir must not be empty (leave it out for runs/load-<UTC time>)"
-        load_output.check_output_dir(values["output_dir"], values["overwrite"])
+        run_files.check_output_dir(values["output_dir"], values["overwrite"])
     return None
 
 
@@ -353,7 +353,7 @@ def invocation() -> dict:
     return {"argv": sys.argv, "flagfile": "\n".join(f.serialize() for f in module_flags if f.serialize())}
 
 
-class _Printer(load_run.LoadObserver):
+class _Printer(driver.LoadObserver):
     def __init__(self, sla_percentile: float, sla_ms: float | None):
         self._sla_percentile = sla_percentile
         self._sla_ms = sla_ms
@@ -366,19 +366,19 @@ class _Printer(load_run.LoadObserver):
         _say(f"[{label}] {tenants}; {config.workers} worker(s); warm-up {config.policy.warmup_s:g} s")
 
     def window_closed(self, label, window):
-        _say(load_output.format_window(label, window, self._sla_percentile))
+        _say(run_files.format_window(label, window, self._sla_percentile))
 
     def run_finished(self, label, result):
-        _say(load_output.format_result(label, result, self._sla_ms))
+        _say(run_files.format_result(label, result, self._sla_ms))
 
 
-def _monitoring() -> load_monitoring.MonitoringObserver | None:
+def _monitoring() -> resource_log.MonitoringObserver | None:
     """The resource and server-metrics monitor, when --server_pids or --metrics_url asks for one."""
     if _SERVER_PIDS.value is None and _METRICS_URL.value is None:
         return None
-    return load_monitoring.MonitoringObserver(
-        load_monitoring.parse_server_pids(_SERVER_PIDS.value or ()),
-        load_monitoring.split_urls(_METRICS_URL.value or ()),
+    return resource_log.MonitoringObserver(
+        resource_log.parse_server_pids(_SERVER_PIDS.value or ()),
+        resource_log.split_urls(_METRICS_URL.value or ()),
     )
 
 
@@ -393,35 +393,35 @@ def main(argv):
     config = _config()
     printer = _Printer(_SLA_PERCENTILE.value, _SLA_MS.value)
     monitoring = _monitoring()
-    observer = printer if monitoring is None else load_run.ChainedObserver(printer, monitoring)
+    observer = printer if monitoring is None else driver.ChainedObserver(printer, monitoring)
     with monitoring or contextlib.nullcontext():  # stops the monitor even when a run raises
         _measure(config, observer)
     _say(f"results: {config.output_dir}")
 
 
-def _measure(config: LoadConfig, observer: load_run.LoadObserver) -> None:
+def _measure(config: LoadConfig, observer: driver.LoadObserver) -> None:
     mode = _MODE.value
     if mode == "closed":
         levels = tuple(int(c) for c in _CONCURRENCY.value or ["1"])
-        results = load_run.sweep_concurrency(config, levels, observer, invocation=invocation())
-        _say("concurrency sweep:\n" + load_output.format_runs(zip((f"concurrency-{n}" for n in levels), results)))
+        results = driver.sweep_concurrency(config, levels, observer, invocation=invocation())
+        _say("concurrency sweep:\n" + run_files.format_runs(zip((f"concurrency-{n}" for n in levels), results)))
     elif mode == "open":
-        load_run.run_load(config, observer, label=f"open-{_RATE.value:g}rps", invocation=invocation())
+        driver.run_load(config, observer, label=f"open-{_RATE.value:g}rps", invocation=invocation())
     elif mode == "ramp":
-        ramp = load_run.perseus_ramp(
+        ramp = driver.perseus_ramp(
             config, _QPS_START.value, _QPS_DELTA.value, _SLA_MS.value,
             patience=_RAMP_PATIENCE.value or DEFAULT_RAMP_PATIENCE,
             max_passes=_RAMP_MAX_PASSES.value or DEFAULT_RAMP_MAX_PASSES,
             observer=observer, invocation=invocation(),
         )
-        _say(load_output.format_ramp(ramp, _SLA_PERCENTILE.value, _SLA_MS.value))
+        _say(run_files.format_ramp(ramp, _SLA_PERCENTILE.value, _SLA_MS.value))
     else:
-        peak = load_run.find_peak(
+        peak = driver.find_peak(
             config, _QPS_START.value, _SLA_MS.value,
             precision=_PEAK_PRECISION.value or DEFAULT_PEAK_PRECISION,
             max_rate_rps=_MAX_RATE.value, observer=observer, invocation=invocation(),
         )
-        _say(load_output.format_peak(peak, _SLA_PERCENTILE.value, _SLA_MS.value))
+        _say(run_files.format_peak(peak, _SLA_PERCENTILE.value, _SLA_MS.value))
 
 
 def run():

@@ -23,8 +23,8 @@ import keras
 import tensorflow as tf
 
 from tfs_bench import footprint as footprint_lib
-from tfs_bench import modelcard
-from tfs_bench import zoo
+from tfs_bench.export import modelcard
+from tfs_bench.export import zoo
 from tfs_bench.errors import ModelError
 
 SIGNATURE_NAME = "serving_default"

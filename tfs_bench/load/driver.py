@@ -5,7 +5,7 @@
     peak = find_peak(config, start_rps=50, sla_ms=100)
     ramp = perseus_ramp(config, qps_start=50, qps_delta=50, sla_ms=100)
 
-Each run starts `config.workers` worker processes (tfs_bench.load_worker) that share the
+Each run starts `config.workers` worker processes (tfs_bench.load.worker) that share the
 schedule by index and write their own record files; this process reads those files as they
 grow, asks every worker to flush at each window boundary, and summarises a window only once
 every worker has flushed past its end, so windows cover all workers' records exactly.
@@ -32,34 +32,34 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from pathlib import Path
 
-from tfs_bench import load_output
-from tfs_bench import request_bodies
+from tfs_bench.load import run_files
+from tfs_bench.load import request_bodies
 from tfs_bench.child_process import child_env
 from tfs_bench.child_process import module_argv
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import LoadError
-from tfs_bench.load_config import LoadConfig
-from tfs_bench.load_config import scale_open_loop
-from tfs_bench.load_config import with_concurrency
-from tfs_bench.load_worker import TenantShare
-from tfs_bench.load_worker import WorkerPlan
-from tfs_bench.records import CSV_COLUMNS
-from tfs_bench.records import RequestRecord
-from tfs_bench.request_bodies import TenantRequests
-from tfs_bench.schedule import TrafficMix
-from tfs_bench.schedule import split_evenly
-from tfs_bench.search import PeakResult
-from tfs_bench.search import ProbeOutcome
-from tfs_bench.search import RampResult
-from tfs_bench.search import SearchError
-from tfs_bench.search import peak_under_sla
-from tfs_bench.search import perseus_ramp as search_ramp
-from tfs_bench.verdict import RunResult
-from tfs_bench.verdict import summarize_run
-from tfs_bench.windows import WARMUP_END
-from tfs_bench.windows import GeneratorUsage
-from tfs_bench.windows import WindowClock
-from tfs_bench.windows import summarize_window
+from tfs_bench.load.config import LoadConfig
+from tfs_bench.load.config import scale_open_loop
+from tfs_bench.load.config import with_concurrency
+from tfs_bench.load.worker import TenantShare
+from tfs_bench.load.worker import WorkerPlan
+from tfs_bench.load.records import CSV_COLUMNS
+from tfs_bench.load.records import RequestRecord
+from tfs_bench.load.request_bodies import TenantRequests
+from tfs_bench.load.schedule import TrafficMix
+from tfs_bench.load.schedule import split_evenly
+from tfs_bench.load.search import PeakResult
+from tfs_bench.load.search import ProbeOutcome
+from tfs_bench.load.search import RampResult
+from tfs_bench.load.search import SearchError
+from tfs_bench.load.search import peak_under_sla
+from tfs_bench.load.search import perseus_ramp as search_ramp
+from tfs_bench.load.verdict import RunResult
+from tfs_bench.load.verdict import summarize_run
+from tfs_bench.load.windows import WARMUP_END
+from tfs_bench.load.windows import GeneratorUsage
+from tfs_bench.load.windows import WindowClock
+from tfs_bench.load.windows import summarize_window
 
 SUMMARY_SCHEMA_VERSION = 1
 START_LEAD_S = 0.05  # workers get the start time this far ahead, so they all begin on it
@@ -134,7 +134,7 @@ def run_load(
 
     `invocation` (e.g. the command line) is stored in run.json as it is.
     """
-    load_output.check_output_dir(config.output_dir, config.overwrite)
+    run_files.check_output_dir(config.output_dir, config.overwrite)
     prepared = request_bodies.prepare(config)
     return _run(config, prepared, label, observer or LoadObserver(), invocation)
 
@@ -235,14 +235,14 @@ class _Experiment:
         observer: LoadObserver | None,
         invocation: Mapping[str, object] | None,
     ):
-        load_output.check_output_dir(config.output_dir, config.overwrite)
+        run_files.check_output_dir(config.output_dir, config.overwrite)
         self._config = config
         self._prepared = request_bodies.prepare(config)
         self._kind = kind
         self._settings = settings
         self._observer = observer or LoadObserver()
         self._started_at = _now()
-        self._dir = load_output.claim_output_dir(
+        self._dir = run_files.claim_output_dir(
             config.output_dir,
             config.overwrite,
             {"kind": kind, "settings": settings, "config": config.to_json(), "invocation": dict(invocation or {})},
@@ -268,8 +268,8 @@ class _Experiment:
         self._write({**outcome, "finished_at": _now()})
 
     def _write(self, extra: dict) -> None:
-        load_output.write_json_atomic(
-            self._dir / load_output.SUMMARY_FILE,
+        run_files.write_json_atomic(
+            self._dir / run_files.SUMMARY_FILE,
             {
                 "schema_version": SUMMARY_SCHEMA_VERSION,
                 "kind": self._kind,
@@ -300,14 +300,14 @@ def _run(
     observer: LoadObserver,
     invocation: Mapping[str, object] | None,
 ) -> RunResult:
-    run_dir = load_output.claim_output_dir(
+    run_dir = run_files.claim_output_dir(
         config.output_dir,
         config.overwrite,
         {"kind": "run", "label": label, "config": config.to_json(), "invocation": dict(invocation or {})},
     )
     observer.run_started(label, config)
     started_at = _now()
-    windows = load_output.WindowLog(run_dir)
+    windows = run_files.WindowLog(run_dir)
     try:
         with _WorkerPool(_worker_plans(config, prepared, run_dir), run_dir) as pool:
             measurement = _Measurement(config, pool, windows, label, observer)
@@ -319,8 +319,8 @@ def _run(
     finally:
         windows.close()
     result = summarize_run(pool.records, clock.windows, config.policy, config.criteria)
-    load_output.write_json_atomic(
-        run_dir / load_output.SUMMARY_FILE,
+    run_files.write_json_atomic(
+        run_dir / run_files.SUMMARY_FILE,
         {
             "schema_version": SUMMARY_SCHEMA_VERSION,
             "kind": "run",
@@ -331,7 +331,7 @@ def _run(
             "warmup_end_ns": clock.warmup_end_ns,
             "stop_reason": clock.stop_reason,
             "workers": [
-                {"worker": w, "records_file": load_output.records_path(run_dir, w).name, "rows": s["rows"], "cpu_s": s["cpu_s"]}
+                {"worker": w, "records_file": run_files.records_path(run_dir, w).name, "rows": s["rows"], "cpu_s": s["cpu_s"]}
                 for w, s in enumerate(stopped)
             ],
             "result": result.to_json(),
@@ -374,7 +374,7 @@ def _worker_plans(config: LoadConfig, prepared: dict[str, TenantRequests], run_d
                 workers=workers,
                 protocol=config.protocol,
                 tenants=tuple(shares),
-                records_path=str(load_output.records_path(run_dir, w)),
+                records_path=str(run_files.records_path(run_dir, w)),
                 flush_interval_s=flush_interval_s,
                 request_timeout_s=config.request_timeout_s,
                 connect_timeout_s=config.connect_timeout_s,
@@ -387,7 +387,7 @@ def _worker_plans(config: LoadConfig, prepared: dict[str, TenantRequests], run_d
 class _Measurement:
     """Drives the WindowClock over the workers' records: warm-up, windows, stop."""
 
-    def __init__(self, config: LoadConfig, pool: "_WorkerPool", windows: load_output.WindowLog, label: str,
+    def __init__(self, config: LoadConfig, pool: "_WorkerPool", windows: run_files.WindowLog, label: str,
                  observer: LoadObserver):
         self._config = config
         self._pool = pool
@@ -489,10 +489,10 @@ class _RecordTail:
 class _Worker:
     def __init__(self, plan: WorkerPlan, run_dir: Path):
         self.index = plan.worker
-        self._log_path = load_output.worker_log_path(run_dir, plan.worker)
+        self._log_path = run_files.worker_log_path(run_dir, plan.worker)
         self._log = open(self._log_path, "wb")
         self.process = subprocess.Popen(
-            module_argv("tfs_bench.load_worker"),
+            module_argv("tfs_bench.load.worker"),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,

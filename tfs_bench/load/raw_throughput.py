@@ -3,7 +3,7 @@
 This is the denominator of the serving tax (served throughput / raw throughput). TensorFlow's
 thread pools can only be sized before it starts, so each measurement runs in a fresh process:
 
-`measure_in_fresh_process(RawRequest(...))` runs `python -m tfs_bench.raw_throughput REQUEST_JSON`,
+`measure_in_fresh_process(RawRequest(...))` runs `python -m tfs_bench.load.raw_throughput REQUEST_JSON`,
 which prints one JSON object: images_per_s, batches, duration_s, mean_batch_latency_ms.
 """
 
@@ -108,7 +108,7 @@ class RawRequest:
 
 
 def measure_in_fresh_process(request: RawRequest) -> RawResult:
-    cmd = module_argv("tfs_bench.raw_throughput", json.dumps(dataclasses.asdict(request)))
+    cmd = module_argv("tfs_bench.load.raw_throughput", json.dumps(dataclasses.asdict(request)))
     timeout = request.warmup_s + request.duration_s + _TIMEOUT_MARGIN_S
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=timeout)
@@ -122,7 +122,7 @@ def measure_in_fresh_process(request: RawRequest) -> RawResult:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m tfs_bench.raw_throughput REQUEST_JSON (see measure_in_fresh_process)", file=sys.stderr)
+        print("usage: python -m tfs_bench.load.raw_throughput REQUEST_JSON (see measure_in_fresh_process)", file=sys.stderr)
         return 2
     request = RawRequest(**json.loads(argv[1]))
     import tensorflow as tf

@@ -33,10 +33,10 @@ from collections.abc import Sequence
 
 from tfs_bench import stats
 from tfs_bench.errors import ConfigError
-from tfs_bench.records import GRPC_STATUS_CODES
-from tfs_bench.records import LATE_SEND_THRESHOLD_NS
-from tfs_bench.records import STATUS_OK
-from tfs_bench.records import RequestRecord
+from tfs_bench.load.records import GRPC_STATUS_CODES
+from tfs_bench.load.records import LATE_SEND_THRESHOLD_NS
+from tfs_bench.load.records import STATUS_OK
+from tfs_bench.load.records import RequestRecord
 
 SCHEMA_VERSION = 1
 _NS_PER_S = 1_000_000_000

@@ -22,8 +22,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tfs_bench import docker_deploy
-from tfs_bench import placement
+from tfs_bench.plan import docker_deploy
+from tfs_bench.plan import placement
 from tfs_bench import tfs_protos
 from tfs_bench.errors import ConfigError
 from tfs_bench.version_policy import VersionPolicy

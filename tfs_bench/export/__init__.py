@@ -1,0 +1,1 @@
+"""The export stage: Keras CNNs from the zoo written as SavedModels with a model card."""

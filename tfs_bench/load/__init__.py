@@ -1,0 +1,1 @@
+"""The load stage: traffic against servers, request records, windows, verdicts, peak searches."""
