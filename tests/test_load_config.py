@@ -7,11 +7,9 @@ import pytest
 from tfs_bench.errors import ConfigError
 from tfs_bench.load.config import InputSource
 from tfs_bench.load.config import LoadConfig
-from tfs_bench.load.config import parse_target
 from tfs_bench.load.config import parse_tenant_spec
 from tfs_bench.load.config import parse_tenant_specs
 from tfs_bench.load.config import scale_open_loop
-from tfs_bench.load.config import split_target
 from tfs_bench.load.config import with_concurrency
 from tfs_bench.load.worker import TenantShare
 from tfs_bench.load.worker import WorkerPlan
@@ -22,22 +20,6 @@ from tfs_bench.load.verdict import ValidityCriteria
 from tfs_bench.load.windows import WindowPolicy
 
 TARGETS = ("127.0.0.1:8500", "[::1]:9000")
-
-
-@pytest.mark.parametrize("text", ["127.0.0.1:8500", " localhost:1 ", "[::1]:65535"])
-def test_targets_are_host_and_port(text):
-    assert parse_target(text) == text.strip()
-
-
-@pytest.mark.parametrize("text", ["127.0.0.1", ":8500", "host:0", "host:70000", "host:port", "::1:8500", "[]:1"])
-def test_malformed_targets_are_refused(text):
-    with pytest.raises(ConfigError, match="target"):
-        parse_target(text)
-
-
-def test_split_target_unbrackets_ipv6():
-    assert split_target("[::1]:9000") == ("::1", 9000)
-    assert split_target("127.0.0.1:8500") == ("127.0.0.1", 8500)
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from tfs_bench.errors import ConfigError
 from tfs_bench.monitors.samples import MetricsSnapshot
 from tfs_bench.monitors.scrape import DEFAULT_METRICS_PATH, MetricsScraper, metrics_url
 from tfs_bench.prometheus import parse_prometheus_text
@@ -112,7 +113,7 @@ def test_a_server_that_never_answers_times_out_as_missing():
 def test_metrics_url_and_validation():
     assert metrics_url("localhost", 8501) == "http://localhost:8501/monitoring/prometheus/metrics"
     assert metrics_url("::1", 9000, "metrics") == "http://[::1]:9000/metrics"
-    with pytest.raises(ValueError, match="rest_port"):
+    with pytest.raises(ConfigError, match="port of"):
         metrics_url("localhost", 0)
     with pytest.raises(ValueError, match="http or https"):
         MetricsScraper("file:///etc/passwd")

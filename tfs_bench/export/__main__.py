@@ -14,6 +14,7 @@ from absl import logging
 
 from tfs_bench.export import modelcard
 from tfs_bench.export import zoo
+from tfs_bench import flag_rules
 from tfs_bench.errors import exits_cleanly
 
 _MODELS = flags.DEFINE_list("models", [], f"Models to export: {', '.join(zoo.MODELS)}.")
@@ -36,30 +37,26 @@ _MEASURE = flags.DEFINE_bool(
 )
 
 
-@flags.multi_flags_validator(
-    ["models", "list", "weights", "export_name"],
-    message="--models is required (or --list), and --weights/--export_name take exactly one model",
-)
-def _check_models(values):
-    if values["list"]:
-        return True
-    if not values["models"]:
-        return False
-    single = values["weights"] is None and values["export_name"] is None
-    return single or len(values["models"]) == 1
+@flag_rules.rule("models", "list", "weights", "export_name")
+def _check_models(models, list_only, weights, export_name):
+    if list_only:
+        return None
+    if not models:
+        return "--models is required (or --list)"
+    if (weights is not None or export_name is not None) and len(models) != 1:
+        return "--weights and --export_name take exactly one model"
+    return None
 
 
-@flags.validator("models")
+@flag_rules.rule("models")
 def _check_known(names):
     unknown = [n for n in names if n not in zoo.MODELS]
     if unknown:
-        raise flags.ValidationError(
-            f"unknown model(s) {', '.join(unknown)}; known models: {', '.join(sorted(zoo.MODELS))}"
-        )
+        return f"unknown model(s) {', '.join(unknown)}; known models: {', '.join(sorted(zoo.MODELS))}"
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise flags.ValidationError(f"model(s) listed twice: {', '.join(duplicates)}")
-    return True
+        return f"model(s) listed twice: {', '.join(duplicates)}"
+    return None
 
 
 def _list_models() -> None:

@@ -22,7 +22,7 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from tfs_bench import footprint as footprint_lib
+from tfs_bench.export import footprint as footprint_lib
 from tfs_bench.export import modelcard
 from tfs_bench.export import zoo
 from tfs_bench.errors import ModelError

@@ -44,6 +44,7 @@ import grpc
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 
+from tfs_bench import addresses
 from tfs_bench import child_process
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import TfsBenchError
@@ -138,9 +139,9 @@ class ServerEntry:
             raise ConfigError(f"plan server {self.name!r} lists {', '.join(duplicates)} more than once")
         if not self.host:
             raise ConfigError(f"plan server {self.name!r} has no host")
-        _check_port(self.grpc_port, f"gRPC port of plan server {self.name!r}")
+        addresses.check_port(self.grpc_port, f"gRPC port of plan server {self.name!r}")
         if self.rest_port != 0:
-            _check_port(self.rest_port, f"REST port of plan server {self.name!r}")
+            addresses.check_port(self.rest_port, f"REST port of plan server {self.name!r}")
         if self.cpu_set is not None and (not self.cpu_set or min(self.cpu_set) < 0):
             raise ConfigError(f"cpu_set of plan server {self.name!r} must be non-empty core numbers, got {self.cpu_set}")
         if not all(isinstance(flag, str) for flag in (*self.flags, *self.docker_run_argv)):
@@ -178,7 +179,7 @@ class ServerEntry:
 
     @property
     def grpc_target(self) -> str:
-        return join_address(self.host, self.grpc_port)
+        return addresses.join(self.host, self.grpc_port)
 
 
 def server_entries(plan: Mapping) -> tuple[ServerEntry, ...]:
@@ -187,28 +188,6 @@ def server_entries(plan: Mapping) -> tuple[ServerEntry, ...]:
     if not servers:
         raise ConfigError("the plan lists no servers")
     return tuple(ServerEntry.from_plan(entry) for entry in servers)
-
-
-def _check_port(port, what: str) -> None:
-    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        raise ConfigError(f"{what} must be in 1..65535, got {port!r}")
-
-
-def join_address(host: str, port: int) -> str:
-    """host:port, with brackets around an IPv6 host."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """'host:port' or '[ipv6]:port' -> (host, port); ConfigError when malformed."""
-    host, sep, port_text = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port_text.isdigit() or ("[" in host or "]" in host):
-        raise ConfigError(f"bad server address {text!r}: expected host:port, e.g. 127.0.0.1:8500")
-    port = int(port_text)
-    _check_port(port, f"port of server address {text!r}")
-    return host, port
 
 
 # ----------------------------------------------------------------------------- launch specs
@@ -266,7 +245,7 @@ class LaunchSpec:
     def _check_external(self) -> None:
         if self.external_address is None:
             raise ConfigError("kind external needs the running server's address (host:port)")
-        parse_address(self.external_address)
+        addresses.parse(self.external_address, "external server address")
         if self.binary_path is not None:
             raise ConfigError("binary_path is only for kinds binary and docker")
 
@@ -295,7 +274,7 @@ class LaunchSpec:
     @property
     def grpc_target(self) -> str:
         if self.kind == "external":
-            return join_address(*parse_address(self.external_address))
+            return addresses.normalize(self.external_address, "external server address")
         return self.server.grpc_target
 
     @property
@@ -303,8 +282,8 @@ class LaunchSpec:
         """Base URL of the REST API (the plan's REST port; for external, on the given host)."""
         if not self.server.rest_port:
             return None
-        host = parse_address(self.external_address)[0] if self.kind == "external" else self.server.host
-        return f"http://{join_address(host, self.server.rest_port)}"
+        host = addresses.parse(self.external_address, "external server address").host if self.kind == "external" else self.server.host
+        return f"http://{addresses.join(host, self.server.rest_port)}"
 
     def command(self) -> list[str]:
         """The argv that starts this server; kind external starts nothing."""
@@ -406,7 +385,7 @@ def _check_ports_free(server: ServerEntry) -> None:
     for port in (server.grpc_port, server.rest_port):
         if port and (why := port_free(server.host, port)):
             raise LaunchError(
-                f"cannot start server {server.name!r}: {join_address(server.host, port)} is not free ({why}); "
+                f"cannot start server {server.name!r}: {addresses.join(server.host, port)} is not free ({why}); "
                 "is an earlier server still running?"
             )
 

@@ -24,14 +24,15 @@ from absl import flags
 from tfs_bench.load import resource_log
 from tfs_bench.load import run_files
 from tfs_bench.load import driver
-from tfs_bench.errors import ConfigError
+from tfs_bench.load import search
+from tfs_bench import addresses
+from tfs_bench import flag_rules
 from tfs_bench.errors import exits_cleanly
 from tfs_bench.load.config import MAX_WORKERS
 from tfs_bench.load.config import PROTOCOLS
 from tfs_bench.load.config import InputSource
 from tfs_bench.load.config import LoadConfig
 from tfs_bench.load.config import check_outstanding
-from tfs_bench.load.config import parse_target
 from tfs_bench.load.config import parse_tenant_specs
 from tfs_bench.load.schedule import ARRIVALS
 from tfs_bench.load.schedule import TrafficMix
@@ -39,15 +40,13 @@ from tfs_bench.stats import REPORTED_PERCENTILES
 from tfs_bench.load.verdict import ValidityCriteria
 from tfs_bench.load.verdict import check_policy
 from tfs_bench.load.windows import WindowPolicy
+from tfs_bench.load.windows import window_policy
 
 MODES = ("closed", "open", "ramp", "peak")
-DEFAULT_MAX_OUTSTANDING = 1000
-DEFAULT_PEAK_PRECISION = 0.05
-DEFAULT_RAMP_PATIENCE = 6
-DEFAULT_RAMP_MAX_PASSES = 100
-# A window also ends after this long whatever its request count (at least 30 s), so a stalled
-# server cannot hang a run.
-_WINDOW_MAX_FACTOR = 6
+# The library's records hold every default; the flags show them.
+_RUN = LoadConfig.__dataclass_fields__
+_WINDOWS = WindowPolicy()
+_CRITERIA = ValidityCriteria()
 
 _TARGET = flags.DEFINE_list(
     "target", ["127.0.0.1:8500"], "host:port of each server: its gRPC port, or its REST port with --protocol=rest."
@@ -55,8 +54,8 @@ _TARGET = flags.DEFINE_list(
 _MODELS = flags.DEFINE_list(
     "models", [], "Tenants as name[@target][:weight]; target is a --target value or its index (default: the first)."
 )
-_SIGNATURE = flags.DEFINE_string("signature", "serving_default", "Signature to call.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 1, "Images (rows) per request.", lower_bound=1)
+_SIGNATURE = flags.DEFINE_string("signature", _RUN["signature_name"].default, "Signature to call.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", _RUN["batch_size"].default, "Images (rows) per request.", lower_bound=1)
 _MODE = flags.DEFINE_enum("mode", "closed", list(MODES), "closed, open, ramp (PERSEUS) or peak (under --sla_ms).")
 _CONCURRENCY = flags.DEFINE_list(
     "concurrency", None, "closed: outstanding requests per tenant, one run per value, e.g. 1,2,4,8 (default 1)."
@@ -68,49 +67,50 @@ _DISTRIBUTION = flags.DEFINE_enum(
 _QPS_START = flags.DEFINE_float("qps_start", None, "ramp, peak: the first rate probed, requests/s.")
 _QPS_DELTA = flags.DEFINE_float("qps_delta", None, "ramp: requests/s added after each pass.")
 _SLA_MS = flags.DEFINE_float("sla_ms", None, "Bound on the SLA percentile of response time (required by ramp and peak).")
-_SLA_PERCENTILE = flags.DEFINE_float("sla_percentile", 95.0, "Percentile the SLA and stability are judged on.")
-_WARMUP_S = flags.DEFINE_float("warmup_s", 2.0, "Warm-up before the first window, excluded.", lower_bound=0.0)
-_WINDOW_S = flags.DEFINE_float("window_s", 5.0, "Measurement window length.")
+_SLA_PERCENTILE = flags.DEFINE_float("sla_percentile", _WINDOWS.sla_percentile, "Percentile the SLA and stability are judged on.")
+_WARMUP_S = flags.DEFINE_float("warmup_s", _WINDOWS.warmup_s, "Warm-up before the first window, excluded.", lower_bound=0.0)
+_WINDOW_S = flags.DEFINE_float("window_s", _WINDOWS.window_s, "Measurement window length.")
 _WINDOW_MIN_REQUESTS = flags.DEFINE_integer(
-    "window_min_requests", 50, "A window also waits for this many requests per tenant.", lower_bound=0
+    "window_min_requests", _WINDOWS.window_min_requests, "A window also waits for this many requests per tenant.", lower_bound=0
 )
 _MIN_DURATION_S = flags.DEFINE_float(
-    "min_duration_s", 10.0, "VALID needs the pooled windows to last this long.", lower_bound=0.0
+    "min_duration_s", _CRITERIA.min_duration_s, "VALID needs the pooled windows to last this long.", lower_bound=0.0
 )
 _MIN_REQUESTS = flags.DEFINE_integer(
-    "min_requests", 100, "VALID needs this many successful requests per tenant.", lower_bound=0
+    "min_requests", _CRITERIA.min_requests, "VALID needs this many successful requests per tenant.", lower_bound=0
 )
-_MAX_WINDOWS = flags.DEFINE_integer("max_windows", 10, "Stop after this many windows if not yet stable.")
+_MAX_WINDOWS = flags.DEFINE_integer("max_windows", _WINDOWS.max_windows, "Stop after this many windows if not yet stable.")
 _STABILITY_TOLERANCE = flags.DEFINE_float(
-    "stability_tolerance", 0.10, "Stable when the last 3 windows are within this fraction of their mean."
+    "stability_tolerance", _WINDOWS.stability_tolerance,
+    f"Stable when the last {_WINDOWS.stability_windows} windows are within this fraction of their mean."
 )
 _MAX_OUTSTANDING = flags.DEFINE_integer(
     "max_outstanding", None,
     f"open, ramp, peak: cap on each tenant's requests in flight; arrivals beyond it are DROPPED "
-    f"(default {DEFAULT_MAX_OUTSTANDING}).",
+    f"(default {_RUN['max_outstanding'].default}).",
     lower_bound=1,
 )
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the arrival schedules and of random inputs.", lower_bound=0)
+_SEED = flags.DEFINE_integer("seed", _RUN["seed"].default, "Seed of the arrival schedules and of random inputs.", lower_bound=0)
 _INPUT = flags.DEFINE_string("input", "random", "random, or images:DIR (images resized to the input shape).")
 _PROTOCOL = flags.DEFINE_enum("protocol", "grpc", list(PROTOCOLS), "gRPC Predict or REST :predict.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write the run (default runs/load-<UTC time>).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a previous run in --output_dir.")
 _WORKERS = flags.DEFINE_integer(
-    "workers", 1, "Load-generator processes sharing the schedule.", lower_bound=1, upper_bound=MAX_WORKERS
+    "workers", _RUN["workers"].default, "Load-generator processes sharing the schedule.", lower_bound=1, upper_bound=MAX_WORKERS
 )
 _PEAK_PRECISION = flags.DEFINE_float(
-    "peak_precision", None, f"peak: bisect until the bracket is within this fraction (default {DEFAULT_PEAK_PRECISION})."
+    "peak_precision", None, f"peak: bisect until the bracket is within this fraction (default {search.DEFAULT_PRECISION})."
 )
 _MAX_RATE = flags.DEFINE_float("max_rate", None, "peak: the highest rate to probe (default: no limit).")
 _RAMP_PATIENCE = flags.DEFINE_integer(
-    "ramp_patience", None, f"ramp: passes without throughput gain before it stops (default {DEFAULT_RAMP_PATIENCE}).",
+    "ramp_patience", None, f"ramp: passes without throughput gain before it stops (default {search.DEFAULT_PATIENCE}).",
     lower_bound=1,
 )
 _RAMP_MAX_PASSES = flags.DEFINE_integer(
-    "ramp_max_passes", None, f"ramp: at most this many passes (default {DEFAULT_RAMP_MAX_PASSES}).", lower_bound=1
+    "ramp_max_passes", None, f"ramp: at most this many passes (default {search.DEFAULT_MAX_PASSES}).", lower_bound=1
 )
-_REQUEST_TIMEOUT_S = flags.DEFINE_float("request_timeout_s", 30.0, "Deadline of each request.")
-_CONNECT_TIMEOUT_S = flags.DEFINE_float("connect_timeout_s", 10.0, "How long to wait for each target at start.")
+_REQUEST_TIMEOUT_S = flags.DEFINE_float("request_timeout_s", _RUN["request_timeout_s"].default, "Deadline of each request.")
+_CONNECT_TIMEOUT_S = flags.DEFINE_float("connect_timeout_s", _RUN["connect_timeout_s"].default, "How long to wait for each target at start.")
 _SERVER_PIDS = flags.DEFINE_list(
     "server_pids", None,
     f"Server processes to monitor, as name=pid,...: CPU and memory of each process tree per window, with "
@@ -138,25 +138,9 @@ _MODE_FLAGS = {
 _REQUIRED = {"closed": (), "open": ("rate",), "ramp": ("qps_start", "qps_delta", "sla_ms"), "peak": ("qps_start", "sla_ms")}
 
 
-def _rule(check):
-    """Turns a check that raises ConfigError (or returns a message) into an absl validator."""
-
-    def validator(value):
-        try:
-            problem = check(value)
-        except ConfigError as e:
-            problem = str(e)
-        if problem:
-            raise flags.ValidationError(problem)
-        return True
-
-    return validator
-
-
-@flags.multi_flags_validator(["mode", *_MODE_FLAGS, "sla_ms"], message="")
-@_rule
-def _check_mode(values):
-    mode = values["mode"]
+@flag_rules.rule("mode", *_MODE_FLAGS, "sla_ms")
+def _check_mode(mode, *given):
+    values = dict(zip((*_MODE_FLAGS, "sla_ms"), given))
     for name, modes in _MODE_FLAGS.items():
         if values[name] is not None and mode not in modes:
             return f"--{name} does not apply to --mode={mode} (only to --mode={' or '.join(modes)})"
@@ -166,30 +150,26 @@ def _check_mode(values):
     return None
 
 
-@flags.multi_flags_validator(["models", "target", "mode"], message="")
-@_rule
-def _check_models(values):
-    targets = [parse_target(t) for t in values["target"]]
-    specs = parse_tenant_specs(values["models"], targets)
+@flag_rules.rule("models", "target", "mode")
+def _check_models(models, targets, mode):
+    specs = parse_tenant_specs(models, [addresses.normalize(t, "target") for t in targets])
     weighted = [s.tenant for s in specs if s.weight != 1.0]
-    if values["mode"] == "closed" and weighted:
+    if mode == "closed" and weighted:
         return f"weights ({', '.join(weighted)}) share a rate; --mode=closed gives every tenant the same concurrency"
     return None
 
 
-@flags.validator("target", message="")
-@_rule
+@flag_rules.rule("target")
 def _check_targets(targets):
     if not targets:
         return "give at least one --target=host:port"
-    parsed = [parse_target(t) for t in targets]
+    parsed = [addresses.normalize(t, "target") for t in targets]
     if len(set(parsed)) != len(parsed):
         return f"--target lists a target twice: {', '.join(parsed)}"
     return None
 
 
-@flags.validator("concurrency", message="")
-@_rule
+@flag_rules.rule("concurrency")
 def _check_concurrency(levels):
     if levels is None:
         return None
@@ -200,115 +180,81 @@ def _check_concurrency(levels):
     return None
 
 
-def _positive(name: str):
-    @flags.validator(name, message=f"--{name} must be > 0")
-    def check(value):
-        return value is None or value > 0
-
-    return check
+flag_rules.positive("rate", "qps_start", "qps_delta", "sla_ms", "max_rate", "window_s", "request_timeout_s",
+                    "connect_timeout_s")
 
 
-for _name in ("rate", "qps_start", "qps_delta", "sla_ms", "max_rate", "window_s", "request_timeout_s",
-              "connect_timeout_s"):
-    _positive(_name)
-
-
-@flags.validator("sla_percentile", message=f"--sla_percentile must be one of {', '.join(map(str, REPORTED_PERCENTILES))}")
+@flag_rules.rule("sla_percentile")
 def _check_sla_percentile(value):
-    return value in REPORTED_PERCENTILES
+    if value not in REPORTED_PERCENTILES:
+        return f"--sla_percentile must be one of {', '.join(map(str, REPORTED_PERCENTILES))}"
+    return None
 
 
-@flags.validator("stability_tolerance", message="--stability_tolerance must be in (0, 1)")
-def _check_tolerance(value):
-    return 0 < value < 1
-
-
-@flags.validator("peak_precision", message="--peak_precision must be in (0, 1)")
+@flag_rules.rule("peak_precision")
 def _check_precision(value):
-    return value is None or 0 < value < 1
+    return None if value is None or 0 < value < 1 else "--peak_precision must be in (0, 1)"
 
 
-@flags.validator("max_windows", message="--max_windows must be at least 3 (stability compares the last 3 windows)")
-def _check_max_windows(value):
-    return value >= WindowPolicy.stability_windows
-
-
-@flags.multi_flags_validator(["window_s", "min_duration_s", "max_windows"], message="")
-@_rule
-def _check_windows(values):
-    window_s = values["window_s"]
-    if not window_s > 0:
-        return None  # --window_s's own validator says so
-    policy = WindowPolicy(window_s=window_s, window_max_s=_window_max_s(window_s), max_windows=values["max_windows"])
-    check_policy(policy, ValidityCriteria(min_duration_s=values["min_duration_s"]))
+@flag_rules.rule("window_s", "warmup_s", "window_min_requests", "max_windows", "sla_percentile",
+                 "stability_tolerance", "min_duration_s", "min_requests")
+def _check_windows(window_s, warmup_s, window_min_requests, max_windows, sla_percentile, stability_tolerance,
+                   min_duration_s, min_requests):
+    if not window_s > 0 or sla_percentile not in REPORTED_PERCENTILES:
+        return None  # their own rules say so
+    policy = window_policy(window_s, warmup_s, window_min_requests, max_windows, sla_percentile, stability_tolerance)
+    check_policy(policy, ValidityCriteria(min_duration_s=min_duration_s, min_requests=min_requests))
     return None
 
 
-@flags.multi_flags_validator(["max_outstanding", "workers"], message="")
-@_rule
-def _check_outstanding(values):
-    if values["max_outstanding"] is not None:
-        check_outstanding(values["max_outstanding"], values["workers"])
+@flag_rules.rule("max_outstanding", "workers")
+def _check_outstanding(max_outstanding, workers):
+    if max_outstanding is not None:
+        check_outstanding(max_outstanding, workers)
     return None
 
 
-@flags.multi_flags_validator(["max_rate", "qps_start"], message="--max_rate must be at least --qps_start")
-def _check_max_rate(values):
-    return values["max_rate"] is None or values["qps_start"] is None or values["max_rate"] >= values["qps_start"]
+@flag_rules.rule("max_rate", "qps_start")
+def _check_max_rate(max_rate, qps_start):
+    if max_rate is not None and qps_start is not None and max_rate < qps_start:
+        return "--max_rate must be at least --qps_start"
+    return None
 
 
-@flags.validator("input", message="")
-@_rule
+@flag_rules.rule("input")
 def _check_input(text):
     InputSource.parse(text)
-    return None
 
 
-@flags.validator("server_pids", message="")
-@_rule
+@flag_rules.rule("server_pids")
 def _check_server_pids(items):
     if items is not None:
         resource_log.parse_server_pids(items)
-    return None
 
 
-@flags.validator("metrics_url", message="")
-@_rule
+@flag_rules.rule("metrics_url")
 def _check_metrics_urls(values):
     if values is not None:
         resource_log.split_urls(values)
-    return None
 
 
-@flags.validator("signature", message="--signature must not be empty")
+@flag_rules.rule("signature")
 def _check_signature(name):
-    return bool(name)
+    return None if name else "--signature must not be empty"
 
 
-@flags.multi_flags_validator(["output_dir", "overwrite"], message="")
-@_rule
-def _check_output_dir(values):
-    if values["output_dir"] is not None:
-        if not values["output_dir"]:
+@flag_rules.rule("output_dir", "overwrite")
+def _check_output_dir(output_dir, overwrite):
+    if output_dir is not None:
+        if not output_dir:
             return "--output_dir must not be empty (leave it out for runs/load-<UTC time>)"
-        run_files.check_output_dir(values["output_dir"], values["overwrite"])
+        run_files.check_output_dir(output_dir, overwrite)
     return None
-
-
-def _window_max_s(window_s: float) -> float:
-    return max(WindowPolicy.window_max_s, _WINDOW_MAX_FACTOR * window_s)
 
 
 def _policy() -> WindowPolicy:
-    return WindowPolicy(
-        window_s=_WINDOW_S.value,
-        window_min_requests=_WINDOW_MIN_REQUESTS.value,
-        window_max_s=_window_max_s(_WINDOW_S.value),
-        warmup_s=_WARMUP_S.value,
-        max_windows=_MAX_WINDOWS.value,
-        sla_percentile=_SLA_PERCENTILE.value,
-        stability_tolerance=_STABILITY_TOLERANCE.value,
-    )
+    return window_policy(_WINDOW_S.value, _WARMUP_S.value, _WINDOW_MIN_REQUESTS.value, _MAX_WINDOWS.value,
+                         _SLA_PERCENTILE.value, _STABILITY_TOLERANCE.value)
 
 
 def _output_dir() -> str:
@@ -326,7 +272,7 @@ def _mix(specs) -> TrafficMix:
 
 
 def _config() -> LoadConfig:
-    targets = tuple(parse_target(t) for t in _TARGET.value)
+    targets = tuple(addresses.normalize(t, "target") for t in _TARGET.value)
     specs = parse_tenant_specs(_MODELS.value, targets)
     return LoadConfig(
         mix=_mix(specs),
@@ -338,7 +284,7 @@ def _config() -> LoadConfig:
         protocol=_PROTOCOL.value,
         policy=_policy(),
         criteria=ValidityCriteria(min_duration_s=_MIN_DURATION_S.value, min_requests=_MIN_REQUESTS.value),
-        max_outstanding=_MAX_OUTSTANDING.value or DEFAULT_MAX_OUTSTANDING,
+        max_outstanding=_MAX_OUTSTANDING.value or _RUN["max_outstanding"].default,
         workers=_WORKERS.value,
         seed=_SEED.value,
         overwrite=_OVERWRITE.value,
@@ -410,15 +356,15 @@ def _measure(config: LoadConfig, observer: driver.LoadObserver) -> None:
     elif mode == "ramp":
         ramp = driver.perseus_ramp(
             config, _QPS_START.value, _QPS_DELTA.value, _SLA_MS.value,
-            patience=_RAMP_PATIENCE.value or DEFAULT_RAMP_PATIENCE,
-            max_passes=_RAMP_MAX_PASSES.value or DEFAULT_RAMP_MAX_PASSES,
+            patience=_RAMP_PATIENCE.value or search.DEFAULT_PATIENCE,
+            max_passes=_RAMP_MAX_PASSES.value or search.DEFAULT_MAX_PASSES,
             observer=observer, invocation=invocation(),
         )
         _say(run_files.format_ramp(ramp, _SLA_PERCENTILE.value, _SLA_MS.value))
     else:
         peak = driver.find_peak(
             config, _QPS_START.value, _SLA_MS.value,
-            precision=_PEAK_PRECISION.value or DEFAULT_PEAK_PRECISION,
+            precision=_PEAK_PRECISION.value or search.DEFAULT_PRECISION,
             max_rate_rps=_MAX_RATE.value, observer=observer, invocation=invocation(),
         )
         _say(run_files.format_peak(peak, _SLA_PERCENTILE.value, _SLA_MS.value))

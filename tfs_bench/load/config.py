@@ -16,6 +16,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 
+from tfs_bench import addresses
 from tfs_bench.errors import ConfigError
 from tfs_bench.load.schedule import TenantLoad
 from tfs_bench.load.schedule import TenantSpec
@@ -30,24 +31,6 @@ DEFAULT_SIGNATURE = "serving_default"
 INPUT_RANDOM = "random"
 INPUT_IMAGES = "images"
 MAX_WORKERS = 64
-_MAX_PORT = 65535
-
-
-def parse_target(text: str) -> str:
-    """Checks `host:port` and returns it without surrounding blanks."""
-    target = text.strip()
-    host, sep, port = target.rpartition(":")
-    if not sep or host in ("", "[]") or not port.isdigit() or not 1 <= int(port) <= _MAX_PORT:
-        raise ConfigError(f"target {text!r} is not host:port with a port in 1..{_MAX_PORT}")
-    if ":" in host and not (host.startswith("[") and host.endswith("]")):
-        raise ConfigError(f"target {text!r}: write an IPv6 address in brackets, e.g. [::1]:8500")
-    return target
-
-
-def split_target(target: str) -> tuple[str, int]:
-    """(host, port) of a checked target; an IPv6 host loses its brackets."""
-    host, _, port = target.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 def parse_tenant_spec(entry: str, targets: Sequence[str]) -> TenantSpec:
@@ -182,7 +165,7 @@ class LoadConfig:
     connect_timeout_s: float = 10.0
 
     def __post_init__(self):
-        object.__setattr__(self, "targets", tuple(parse_target(t) for t in self.targets))
+        object.__setattr__(self, "targets", tuple(addresses.normalize(t, "target") for t in self.targets))
         if not self.targets:
             raise ConfigError("give at least one target (host:port)")
         if len(set(self.targets)) != len(self.targets):

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tfs_bench.load import run_files
+from tfs_bench.load import search
 from tfs_bench.load import request_bodies
 from tfs_bench.child_process import child_env
 from tfs_bench.child_process import module_argv
@@ -163,7 +164,7 @@ def find_peak(
     config: LoadConfig,
     start_rps: float,
     sla_ms: float,
-    precision: float = 0.05,
+    precision: float = search.DEFAULT_PRECISION,
     max_rate_rps: float | None = None,
     tenant: str | None = None,
     observer: LoadObserver | None = None,
@@ -196,8 +197,8 @@ def perseus_ramp(
     qps_start: float,
     qps_delta: float,
     sla_ms: float,
-    patience: int = 6,
-    max_passes: int = 100,
+    patience: int = search.DEFAULT_PATIENCE,
+    max_passes: int = search.DEFAULT_MAX_PASSES,
     tenant: str | None = None,
     observer: LoadObserver | None = None,
     invocation: Mapping[str, object] | None = None,

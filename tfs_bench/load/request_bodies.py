@@ -32,13 +32,13 @@ import numpy as np
 from PIL import Image
 from PIL import UnidentifiedImageError
 
+from tfs_bench import addresses
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import LoadError
 from tfs_bench.errors import ModelError
 from tfs_bench.load.config import INPUT_IMAGES
 from tfs_bench.load.config import InputSource
 from tfs_bench.load.config import LoadConfig
-from tfs_bench.load.config import split_target
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
 MAX_BODIES = 64
@@ -113,7 +113,8 @@ def prepare(config: LoadConfig) -> dict[str, TenantRequests]:
 
 def check_reachable(target: str, timeout_s: float) -> None:
     """Opens and closes a TCP connection, so an unreachable target fails at once and clearly."""
-    host, port = split_target(target)
+    address = addresses.parse(target)
+    host, port = address.host, address.port
     try:
         socket.create_connection((host, port), timeout=timeout_s).close()
     except OSError as e:
@@ -175,7 +176,8 @@ def _grpc_signatures(target: str, model: str, timeout_s: float) -> dict[str, tup
 
 
 def _rest_signatures(target: str, model: str, timeout_s: float) -> dict[str, tuple[InputSpec, ...]]:
-    host, port = split_target(target)
+    address = addresses.parse(target)
+    host, port = address.host, address.port
     connection = http.client.HTTPConnection(host, port, timeout=timeout_s)
     try:
         connection.request("GET", f"/v1/models/{urllib.parse.quote(model, safe='')}/metadata")

@@ -29,6 +29,9 @@ from tfs_bench.load.verdict import RunResult
 STOP_NO_GAIN = "no_gain"
 STOP_MAX_PASSES = "max_passes"
 _MAX_DOUBLINGS = 40
+DEFAULT_PRECISION = 0.05  # peak: bisect until the bracket is within 5% of its lower end
+DEFAULT_PATIENCE = 6  # ramp: passes without gain before it stops
+DEFAULT_MAX_PASSES = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,9 +139,9 @@ def perseus_ramp(
     qps_start: float,
     qps_delta: float,
     sla_bound_ms: float,
-    patience: int = 6,
+    patience: int = DEFAULT_PATIENCE,
     min_gain_fraction: float = 0.01,
-    max_passes: int = 100,
+    max_passes: int = DEFAULT_MAX_PASSES,
 ) -> RampResult:
     if not (qps_start > 0 and qps_delta > 0 and sla_bound_ms > 0 and patience >= 1 and max_passes >= 1):
         raise ValueError("qps_start, qps_delta and sla_bound_ms must be > 0, patience and max_passes >= 1")
@@ -193,7 +196,7 @@ def peak_under_sla(
     probe: Probe,
     start_rps: float,
     sla_bound_ms: float,
-    precision: float = 0.05,
+    precision: float = DEFAULT_PRECISION,
     max_rate_rps: float | None = None,
 ) -> PeakResult:
     if not (start_rps > 0 and sla_bound_ms > 0 and 0 < precision < 1):

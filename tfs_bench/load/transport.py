@@ -26,8 +26,8 @@ from typing import Protocol
 
 import grpc
 
+from tfs_bench import addresses
 from tfs_bench.errors import LoadError
-from tfs_bench.load.config import split_target
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 _CHANNEL_OPTIONS = (("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1))
@@ -101,7 +101,8 @@ class GrpcTransport:
 class RestTransport:
     def __init__(self, target: str, request_timeout_s: float, max_connections: int):
         self._target = target
-        self._host, self._port = split_target(target)
+        address = addresses.parse(target)
+        self._host, self._port = address.host, address.port
         self._timeout_s = request_timeout_s
         self._executor = futures.ThreadPoolExecutor(max_workers=max_connections, thread_name_prefix="rest")
         self._lock = threading.Lock()

@@ -41,6 +41,7 @@ from tfs_bench.load.records import RequestRecord
 SCHEMA_VERSION = 1
 _NS_PER_S = 1_000_000_000
 CLIENT_LOOP_LAG_BOUND_MS = LATE_SEND_THRESHOLD_NS / 1_000_000
+WINDOW_MAX_FACTOR = 6
 
 
 # ----------------------------------------------------------------------------- policy
@@ -66,9 +67,12 @@ class WindowPolicy:
             raise ConfigError(f"need 0 < window_s <= window_max_s, got {self.window_s} and {self.window_max_s}")
         if self.window_min_requests < 0 or self.warmup_requests < 0 or self.warmup_s < 0:
             raise ConfigError("warm-up and window minimums must be >= 0")
-        if not 1 <= self.stability_windows <= self.max_windows:
+        if self.stability_windows < 1:
+            raise ConfigError(f"stability_windows must be >= 1, got {self.stability_windows}")
+        if self.max_windows < self.stability_windows:
             raise ConfigError(
-                f"need 1 <= stability_windows <= max_windows, got {self.stability_windows} and {self.max_windows}"
+                f"max_windows must be at least {self.stability_windows} (stability compares the last "
+                f"{self.stability_windows} windows), got {self.max_windows}"
             )
         if not 0 < self.stability_tolerance < 1:
             raise ConfigError(f"stability_tolerance must be in (0, 1), got {self.stability_tolerance}")
@@ -279,6 +283,27 @@ class WindowSummary:
 
 
 # ----------------------------------------------------------------------------- assignment
+
+
+def window_policy(
+    window_s: float = WindowPolicy.window_s,
+    warmup_s: float = WindowPolicy.warmup_s,
+    window_min_requests: int = WindowPolicy.window_min_requests,
+    max_windows: int = WindowPolicy.max_windows,
+    sla_percentile: float = WindowPolicy.sla_percentile,
+    stability_tolerance: float = WindowPolicy.stability_tolerance,
+) -> WindowPolicy:
+    """A policy whose window also ends after WINDOW_MAX_FACTOR × window_s (at least the default
+    window_max_s) whatever its request count, so a stalled server cannot hang a run."""
+    return WindowPolicy(
+        window_s=window_s,
+        window_min_requests=window_min_requests,
+        window_max_s=max(WindowPolicy.window_max_s, WINDOW_MAX_FACTOR * window_s),
+        warmup_s=warmup_s,
+        max_windows=max_windows,
+        sla_percentile=sla_percentile,
+        stability_tolerance=stability_tolerance,
+    )
 
 
 def records_between(records: Iterable[RequestRecord], start_ns: int, end_ns: int) -> list[RequestRecord]:

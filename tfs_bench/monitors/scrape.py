@@ -14,6 +14,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 
+from tfs_bench import addresses
 from tfs_bench.monitors.samples import MetricsSnapshot
 from tfs_bench.prometheus import PrometheusParseError, parse_prometheus_text
 
@@ -23,11 +24,7 @@ DEFAULT_TIMEOUT_S = 2.0
 
 def metrics_url(host: str, rest_port: int, path: str = DEFAULT_METRICS_PATH) -> str:
     """TF Serving serves Prometheus text on its REST port only, at the monitoring config's path."""
-    if not 0 < rest_port < 65536:
-        raise ValueError(f"rest_port must be in 1..65535, got {rest_port}")
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"  # an IPv6 literal
-    return f"http://{host}:{rest_port}/{path.lstrip('/')}"
+    return addresses.Address(host.strip("[]"), rest_port).url(path)
 
 
 class MetricsScraper:

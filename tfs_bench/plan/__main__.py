@@ -17,6 +17,7 @@ from tfs_bench.plan import docker_deploy
 from tfs_bench.plan import gpu_info
 from tfs_bench.plan import placement
 from tfs_bench.plan import plan_files
+from tfs_bench import flag_rules
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import exits_cleanly
 
@@ -68,26 +69,22 @@ _DOCKER_TAG = flags.DEFINE_string("docker_image_tag", "latest", "tensorflow/serv
 _BATCHING_FLAGS = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
 
 
-@flags.multi_flags_validator(
-    ["enable_batching", *_BATCHING_FLAGS, "allowed_batch_sizes", "pad_variable_length_inputs"],
-    message="batching parameters need --enable_batching (as in tensorflow_model_server)",
+@flag_rules.rule("enable_batching", *_BATCHING_FLAGS, "allowed_batch_sizes", "pad_variable_length_inputs")
+def _check_batching(enabled, *given):
+    *numbers, sizes, pad = given
+    if not enabled and (any(n is not None for n in numbers) or sizes or pad):
+        return "batching parameters need --enable_batching (as in tensorflow_model_server)"
+    return None
+
+
+flag_rules.rule("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism", "tensorflow_session_parallelism")(
+    placement.Threads
 )
-def _check_batching(values):
-    given = any(values[n] is not None for n in _BATCHING_FLAGS) or values["allowed_batch_sizes"]
-    return values["enable_batching"] or not (given or values["pad_variable_length_inputs"])
 
 
-@flags.multi_flags_validator(
-    list(("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism", "tensorflow_session_parallelism")),
-    message="set --tensorflow_session_parallelism or the intra/inter-op pair, not all three",
-)
-def _check_threads(values):
-    return not all(values.values())
-
-
-@flags.validator("models", message="--models is required")
+@flag_rules.rule("models")
 def _check_models(models):
-    return bool(models)
+    return None if models else "--models is required"
 
 
 def _pairs(entries: list[str], what: str) -> dict[str, str]:

@@ -29,7 +29,7 @@ from absl import app
 from absl import flags
 
 import tfs_bench
-from tfs_bench.errors import ConfigError
+from tfs_bench import flag_rules
 from tfs_bench.errors import TfsBenchError
 from tfs_bench.server import config_files
 from tfs_bench.server import options as options_lib
@@ -93,30 +93,15 @@ _ENABLE_MODEL_WARMUP = flags.DEFINE_boolean(
 _VERSION = flags.DEFINE_boolean("version", False, "Print the versions and exit.")
 
 
-def _rule(flag_names: list[str], check):
-    """Registers a cross-flag rule from options_lib; skipped under --version, like TF Serving."""
-
-    def checker(values):
-        if values["version"]:
-            return True
-        try:
-            check(*(values[name] for name in flag_names))
-        except ConfigError as e:
-            raise flags.ValidationError(str(e)) from None
-        return True
-
-    flags.register_multi_flags_validator(flag_names + ["version"], checker)
-
-
-_rule(
-    ["tensorflow_session_parallelism", "tensorflow_intra_op_parallelism",
-     "tensorflow_inter_op_parallelism"],
-    options_lib.check_thread_counts,
-)
-_rule(["enable_batching", "batching_parameters_file"], options_lib.check_batching)
-_rule(["port", "rest_api_port"], options_lib.check_ports)
-_rule(["model_config_file", "model_base_path"], options_lib.check_model_source)
-_rule(["grpc_channel_arguments"], options_lib.parse_channel_arguments)
+# Cross-flag rules from options_lib; skipped under --version, like TF Serving.
+flag_rules.rule(
+    "tensorflow_session_parallelism", "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism",
+    unless="version",
+)(options_lib.check_thread_counts)
+flag_rules.rule("enable_batching", "batching_parameters_file", unless="version")(options_lib.check_batching)
+flag_rules.rule("port", "rest_api_port", unless="version")(options_lib.check_ports)
+flag_rules.rule("model_config_file", "model_base_path", unless="version")(options_lib.check_model_source)
+flag_rules.rule("grpc_channel_arguments", unless="version")(options_lib.parse_channel_arguments)
 
 
 def _fail(message: str):

@@ -13,6 +13,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from tfs_bench import addresses
 from tfs_bench.errors import ConfigError
 from tfs_bench.server import model_config
 from tfs_bench.server import predict
@@ -142,10 +143,6 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def _listen_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def start_server(
     *,
     host: str,
@@ -169,11 +166,11 @@ def start_server(
     server = grpc.server(executor, options=server_options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction_service, server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_service, server)
-    addresses = [_listen_address(host, port)] if port else []
+    listen = [addresses.join(host, port)] if port else []
     if socket_path:
-        addresses.append(f"unix:{socket_path}")
+        listen.append(f"unix:{socket_path}")
     try:
-        for address in addresses:
+        for address in listen:
             if server.add_insecure_port(address) == 0:
                 raise RuntimeError("bind failed")
     except RuntimeError as e:
