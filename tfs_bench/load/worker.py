@@ -52,6 +52,7 @@ from tfs_bench.load.records import RequestRecord
 from tfs_bench.load.schedule import ArrivalSchedule
 from tfs_bench.load.transport import Transport
 from tfs_bench.load.transport import open_transport
+from tfs_bench.ticker import Ticker
 
 _MAX_ARRIVALS_PER_HANDOFF = 256
 _MAX_REST_THREADS = 64
@@ -184,21 +185,13 @@ class _LagProbe:
 
     def __init__(self, loop, interval_s: float):
         self._loop = loop
-        self._interval_s = interval_s
         self._samples_ns: list[int] = []  # appended on the loop thread only
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lag-probe")
+        self._ticker = Ticker("lag-probe", interval_s, self._post)
+        self.start = self._ticker.start
+        self.stop = self._ticker.stop
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            self._loop.call_soon_threadsafe(self.arrived, time.perf_counter_ns())
+    def _post(self) -> None:
+        self._loop.call_soon_threadsafe(self.arrived, time.perf_counter_ns())
 
     def arrived(self, posted_ns: int) -> None:
         """Records one sample; call it on the loop with the time the callback was posted."""

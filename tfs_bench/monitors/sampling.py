@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Sequence
 
 from tfs_bench.errors import TfsBenchError
 from tfs_bench.monitors.cpu import CpuSampler
 from tfs_bench.monitors.gpu import GpuSampler
+from tfs_bench.ticker import Ticker
+from tfs_bench.ticker import TickerError
 from tfs_bench.monitors.samples import GPU_OFF, GpuStatus, MonitorSamples, WindowResources
 from tfs_bench.monitors.sample_log import SampleLogWriter
 from tfs_bench.monitors.clipping import baseline_resources, clip_to_windows
@@ -56,10 +57,8 @@ class ResourceMonitor:
         self._interval_s = interval_s
         self._stop_timeout_s = stop_timeout_s
         self._lock = threading.Lock()
-        self._timer = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker: Ticker | None = None
         self._started = False
-        self._failure: BaseException | None = None
         self._status_logged = False
         self._samples = {"baseline": ([], []), "run": ([], [])}
 
@@ -69,7 +68,7 @@ class ResourceMonitor:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None
+        return self._ticker is not None
 
     def baseline(self, duration_s: float) -> WindowResources | None:
         """Samples for about `duration_s` (at least two samples) before load; returns their
@@ -80,8 +79,9 @@ class ResourceMonitor:
             raise ValueError(f"duration_s must be >= 0, got {duration_s}")
         count = max(2, 1 + math.ceil(duration_s / self._interval_s))
         self._take("baseline")
+        pacing = threading.Event()  # never set: the baseline is paced on the caller's thread
         for _ in range(count - 1):
-            self._timer.wait(self._interval_s)
+            pacing.wait(self._interval_s)
             self._take("baseline")
         return self.baseline_resources()
 
@@ -90,21 +90,27 @@ class ResourceMonitor:
             raise MonitorError("a ResourceMonitor runs once; make a new one")
         self._started = True
         self._take("run")
-        self._thread = threading.Thread(target=self._run, name="tfs_bench-resource-monitor", daemon=True)
-        self._thread.start()
+        # Paced from the previous sample's start, so slow samples do not stretch the interval;
+        # one last sample at stop covers the end of the last window.
+        self._ticker = Ticker(
+            "tfs_bench-resource-monitor", self._interval_s, lambda: self._take("run"),
+            paced=True, final_tick=True, stop_timeout_s=self._stop_timeout_s,
+        )
+        self._ticker.start()
 
     def stop(self) -> None:
         """Stops the thread and waits for it; a monitor never started or already stopped is left as is."""
-        thread = self._thread
-        if thread is None:
+        ticker = self._ticker
+        if ticker is None:
             return
-        self._timer.set()
-        thread.join(self._stop_timeout_s)
-        if thread.is_alive():
-            raise MonitorError(f"the resource monitor's thread did not stop within {self._stop_timeout_s} s")
-        self._thread = None
-        if self._failure is not None:
-            raise MonitorError(f"resource sampling failed: {self._failure!r}") from self._failure
+        try:
+            ticker.stop()
+        except TickerError as e:
+            if ticker.running:
+                raise MonitorError(f"the resource monitor: {e}") from None
+            self._ticker = None
+            raise MonitorError(f"resource sampling failed: {e.__cause__!r}") from e.__cause__
+        self._ticker = None
 
     def __enter__(self) -> "ResourceMonitor":
         self.start()
@@ -124,19 +130,6 @@ class ResourceMonitor:
 
     def baseline_resources(self) -> WindowResources | None:
         return baseline_resources(self.samples("baseline"), self.gpu_status)
-
-    def _run(self) -> None:
-        try:
-            # Paced from the previous sample's start, so slow samples do not stretch the interval.
-            next_at = time.perf_counter() + self._interval_s
-            while True:
-                stopping = self._timer.wait(max(0.0, next_at - time.perf_counter()))
-                next_at = max(next_at + self._interval_s, time.perf_counter())
-                self._take("run")
-                if stopping:
-                    return
-        except BaseException as e:  # kept for stop() to raise; a dying thread would be silent
-            self._failure = e
 
     def _take(self, phase: str) -> None:
         cpu_sample = self._cpu.sample() if self._cpu is not None else None

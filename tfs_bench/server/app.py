@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import select
 import signal
-import threading
 import time
 
 from absl import logging
 
 from tfs_bench.errors import ConfigError
+from tfs_bench.ticker import Ticker
 from tfs_bench.server import batching
 from tfs_bench.server import devices
 from tfs_bench.server import grpc_service
@@ -76,27 +76,21 @@ class _ConfigFilePoller:
         self._models = models
         self._last = initial
         self._reload_timeout_s = reload_timeout_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="config-file-poller")
+        # A reload in progress finishes before stop() returns; it is bounded by its own timeout.
+        self._ticker = Ticker("config-file-poller", interval_s, self._poll, stop_timeout_s=None)
+        self.start = self._ticker.start
+        self.stop = self._ticker.stop
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                configs = model_config.read_file(self._path)
-                if configs != self._last:
-                    logging.info("%s changed; reloading %d model(s)", self._path, len(configs))
-                    self._last = configs  # a failed reload is not retried until the file changes
-                    self._models.reload(configs, self._reload_timeout_s)
-            except (ConfigError, ServingError) as e:
-                # TF Serving keeps serving the previous config when a new one is bad.
-                logging.error("Model config reload from %s failed: %s", self._path, e)
+    def _poll(self) -> None:
+        try:
+            configs = model_config.read_file(self._path)
+            if configs != self._last:
+                logging.info("%s changed; reloading %d model(s)", self._path, len(configs))
+                self._last = configs  # a failed reload is not retried until the file changes
+                self._models.reload(configs, self._reload_timeout_s)
+        except (ConfigError, ServingError) as e:
+            # TF Serving keeps serving the previous config when a new one is bad.
+            logging.error("Model config reload from %s failed: %s", self._path, e)
 
 
 class ModelServer:
