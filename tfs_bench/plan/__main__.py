@@ -21,6 +21,9 @@ from tfs_bench import flag_rules
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import exits_cleanly
 
+# The planner's request record holds the defaults; the flags show them.
+_REQUEST = placement.PlanRequest.__dataclass_fields__
+
 _MODELS = flags.DEFINE_list("models", [], "Names of exported models (directories under --saved_models_dir).")
 _MODEL_BASE_PATHS = flags.DEFINE_list(
     "model_base_paths", [], "name=/absolute/path entries for models stored outside --saved_models_dir."
@@ -51,7 +54,8 @@ _SESSION = flags.DEFINE_integer(
 )
 
 _GPU_HEADROOM = flags.DEFINE_float(
-    "gpu_memory_headroom", 0.2, "Extra GPU memory over a model's measured footprint, as a ratio.", lower_bound=0.0
+    "gpu_memory_headroom", _REQUEST["gpu_memory_headroom"].default,
+    "Extra GPU memory over a model's measured footprint, as a ratio.", lower_bound=0.0,
 )
 _GPU_FRACTIONS = flags.DEFINE_list(
     "gpu_memory_fractions", [], "model=fraction entries overriding the footprint-based fractions."
@@ -60,9 +64,10 @@ _GPU_MEMORY_GIB = flags.DEFINE_float(
     "gpu_memory_gib", None, "One GPU's memory; read from NVML when unset.", lower_bound=0.0
 )
 _CPU_CORES = flags.DEFINE_string("cpu_cores", None, "Cores the servers may use, e.g. 0-7 (default: all usable).")
-_HOST = flags.DEFINE_string("host", "127.0.0.1", "Address the servers listen on and clients dial.")
+_HOST = flags.DEFINE_string("host", _REQUEST["host"].default, "Address the servers listen on and clients dial.")
 _PORT_BASE = flags.DEFINE_integer(
-    "port_base", 8500, "Server i gets gRPC port base+2i and REST port base+2i+1.", lower_bound=1, upper_bound=65534
+    "port_base", _REQUEST["port_base"].default, "Server i gets gRPC port base+2i and REST port base+2i+1.",
+    lower_bound=1, upper_bound=65534,
 )
 _DOCKER_TAG = flags.DEFINE_string("docker_image_tag", "latest", "tensorflow/serving image tag.")
 
