@@ -1,3 +1,9 @@
+"""The zoo's exports served back through TensorFlow, model cards, and the export binary.
+
+The binary's flag rules are checked in-process (tests/binary_flags.py); a subprocess runs the real
+command: listing, one refusal (its exit status and message), and an export.
+"""
+
 import json
 import os
 import subprocess
@@ -6,14 +12,18 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 
+from binary_flags import BinaryFlags
 from conftest import REPO_ROOT
 from conftest import run_env
 from tfs_bench.export import modelcard
 from tfs_bench.export import savedmodels
 from tfs_bench.export import zoo
 from tfs_bench.errors import ModelError
+from tfs_bench.export import __main__ as export_binary
 
+EXPORT = BinaryFlags(export_binary)
 SMALL = ("tiny_cnn", "mobilenet_v2_small")
 LARGE = tuple(name for name in zoo.MODELS if name not in SMALL)
 
@@ -172,10 +182,24 @@ def test_cli_refuses_unknown_models_before_exporting(tmp_path):
     assert not (tmp_path / "tiny_cnn").exists()
 
 
-def test_cli_needs_models_and_one_model_for_weights():
-    assert "--models is required" in _export_cli().stderr
-    proc = _export_cli("--models=tiny_cnn,mobilenet_v2_small", "--weights=/x.h5")
-    assert proc.returncode != 0 and "take exactly one model" in proc.stderr
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "--models is required (or --list)"),
+        (["--models=tiny_cnn,mobilenet_v2_small", "--weights=/x.h5"], "--weights and --export_name take exactly one model"),
+        (["--models=tiny_cnn,mobilenet_v2_small", "--export_name=x"], "--weights and --export_name take exactly one model"),
+        (["--models=tiny_cnn,tiny_cnn"], "model(s) listed twice: tiny_cnn"),
+        (["--models=tiny_cnn", "--input_encoding=int8"], "--input_encoding=int8: value should be one of <float32|uint8>"),
+        (["--models=tiny_cnn", "--model_version=-1"], "--model_version=-1: -1 is not a non-negative integer"),
+    ],
+)
+def test_cli_refuses_impossible_flags(args, message):
+    assert message in EXPORT.refusal(*args)
+
+
+def test_cli_list_needs_no_models():
+    with EXPORT.parsed("--list") as argv:
+        assert argv == ["tfs_bench.export"] and flags.FLAGS.models == []
 
 
 def test_cli_exports_and_reports(tmp_path):

@@ -1,4 +1,8 @@
-"""`python -m tfs_bench.load` end to end: flags, refusals, modes, files and what it prints."""
+"""`python -m tfs_bench.load`: its flag rules (parsed in this process), refusals, modes, files and output.
+
+The flag rules are checked in-process (tests/binary_flags.py); a subprocess runs where the process
+itself is under test: the exit status and message of a refusal, an unreachable target, the real runs.
+"""
 
 import json
 import subprocess
@@ -6,7 +10,10 @@ import sys
 import time
 
 import pytest
+from absl import app
+from absl import flags
 
+from binary_flags import BinaryFlags
 from conftest import REPO_ROOT
 from conftest import run_env
 from load_support import MODEL
@@ -16,7 +23,9 @@ from load_support import run_summary
 from load_support import skip_if_the_machine_was_too_busy
 from load_support import start_two_name_server
 from serving_process import free_port
+from tfs_bench.load import __main__ as load_binary
 
+LOAD = BinaryFlags(load_binary)
 CLI_TIMEOUT_S = 120
 
 
@@ -59,22 +68,35 @@ def server(known_answer_dir, tmp_path_factory):
         (["--sla_percentile=97"], "--sla_percentile must be one of"),
         (["--stability_tolerance=1.5"], "stability_tolerance must be in (0, 1)"),
         (["--mode=open", "--rate=10", "--max_outstanding=1", "--workers=2"], "at least the number of workers (2)"),
-        (["--workers=0"], "--workers"),
+        (["--workers=0"], "--workers=0: 0 is not an integer in the range [1, "),
         (["--input=images:/no/such/dir"], "is not a directory"),
         (["--input=video"], "--input must be 'random' or 'images:DIR'"),
-        (["--protocol=http"], "--protocol"),
+        (["--protocol=http"], "--protocol=http: value should be one of <grpc|rest>"),
         (["--signature="], "--signature must not be empty"),
         (["--output_dir="], "--output_dir must not be empty"),
-        (["--mode=open", "--rate=10", "--max_outstanding=0"], "--max_outstanding"),
-        (["extra"], "unexpected arguments: ['extra']"),
+        (["--mode=open", "--rate=10", "--max_outstanding=0"], "--max_outstanding=0: 0 is not a positive integer"),
         (["--server_pids=tfs"], "--server_pids takes name=pid items"),
         (["--metrics_url=ftp://h/metrics"], "metrics URL must be http or https"),
     ],
 )
 def test_impossible_flags_are_refused_with_a_clear_message(args, message):
-    proc = load_cli("--models=m", *args)
-    assert proc.returncode != 0
-    assert message in proc.stderr, proc.stderr
+    assert message in LOAD.refusal("--models=m", *args)
+
+
+def test_each_mode_with_its_flags_parses_and_leaves_nothing_to_the_next_command_line():
+    with LOAD.parsed("--models=m", "--mode=open", "--rate=10", "--max_outstanding=4") as argv:
+        assert argv == ["tfs_bench.load"]
+        assert (flags.FLAGS.mode, flags.FLAGS.rate, flags.FLAGS.max_outstanding) == ("open", 10.0, 4)
+    with LOAD.parsed("--models=m", "--mode=peak", "--qps_start=10", "--sla_ms=50", "--max_rate=20"):
+        assert (flags.FLAGS.mode, flags.FLAGS.rate, flags.FLAGS.max_rate) == ("peak", None, 20.0)
+    with LOAD.parsed("--models=m"):
+        assert (flags.FLAGS.mode, flags.FLAGS.max_rate, flags.FLAGS.max_outstanding) == ("closed", None, None)
+    assert "mode" not in flags.FLAGS  # back off the global FLAGS
+
+
+def test_positional_arguments_are_refused():
+    with pytest.raises(app.UsageError, match=r"unexpected arguments: \['extra'\]"):
+        LOAD.run_main("--models=m", "extra")
 
 
 def test_a_previous_run_is_not_overwritten_unless_asked(tmp_path):
@@ -86,8 +108,7 @@ def test_a_previous_run_is_not_overwritten_unless_asked(tmp_path):
 
 def test_a_directory_that_is_not_a_run_is_refused_even_with_overwrite(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    proc = load_cli("--models=m", f"--output_dir={tmp_path}", "--overwrite")
-    assert proc.returncode == 1 and "holds no load run" in proc.stderr
+    assert "holds no load run" in LOAD.refusal("--models=m", f"--output_dir={tmp_path}", "--overwrite")
     assert (tmp_path / "notes.txt").exists()
 
 

@@ -1,4 +1,8 @@
-"""The plan binary end to end: every hosting x device, files parsed back with TF Serving's protos."""
+"""The plan binary: every hosting x device, files parsed back with TF Serving's protos, and its refusals.
+
+Refusals are checked in-process (tests/binary_flags.py): while parsing for the flag rules, and by
+running `main` for what it checks; a subprocess runs where the process itself is under test.
+"""
 
 import dataclasses
 import json
@@ -14,12 +18,15 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from binary_flags import BinaryFlags
 from conftest import REPO_ROOT
 from conftest import run_env
 from tfs_bench.export import modelcard
 from tfs_bench.export import savedmodels
 from tfs_bench import tfs_protos
+from tfs_bench.plan import __main__ as plan_binary
 
+PLAN = BinaryFlags(plan_binary)
 GIB = 2**30
 MODELS = ("tiny_cnn", "tiny_cnn_uint8", "half_plus_two")
 
@@ -148,11 +155,22 @@ def test_versions_labels_and_replanning(saved_models, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--models=resnet51"], "no export of resnet51 in .* \\(found: half_plus_two, tiny_cnn, tiny_cnn_uint8\\)"),
-        (["--models=tiny_cnn,tiny_cnn"], "duplicate model names in --models: tiny_cnn"),
         (["--models=tiny_cnn", "--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=1",
           "--tensorflow_session_parallelism=1"], "not all three"),
         (["--models=tiny_cnn", "--max_batch_size=8"], "batching parameters need --enable_batching"),
+        (["--models=tiny_cnn", "--hosting=shared"], "value should be one of"),
+        ([], "--models is required"),
+    ],
+)
+def test_impossible_flags_are_refused_while_parsing(args, message):
+    assert message in PLAN.refusal(*args)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--models=resnet51"], "no export of resnet51 in .* \\(found: half_plus_two, tiny_cnn, tiny_cnn_uint8\\)"),
+        (["--models=tiny_cnn,tiny_cnn"], "duplicate model names in --models: tiny_cnn"),
         (["--models=tiny_cnn", "--enable_batching", "--max_batch_size=8", "--allowed_batch_sizes=2,4"],
          "must equal max_batch_size"),
         (["--models=tiny_cnn", "--model_base_paths=tiny_cnn=relative/dir"], "must be absolute"),
@@ -165,23 +183,29 @@ def test_versions_labels_and_replanning(saved_models, tmp_path):
          "sum to 1.200 > 1"),
         (["--models=half_plus_two", "--version_policy=specific:3"], "has no version 3 .* \\(found 1, 2\\)"),
         (["--models=half_plus_two", "--version_policy=newest"], "version policy must be"),
-        (["--models=tiny_cnn", "--hosting=shared"], "value should be one of"),
         (["--models=tiny_cnn", "--docker_image_tag=bad tag"], "invalid docker image tag"),
-        ([], "--models is required"),
     ],
 )
-def test_bad_input_is_refused_with_a_message(saved_models, tmp_path, args, message):
-    proc = _plan(saved_models, tmp_path / "plan", *args)
-    assert proc.returncode != 0
-    assert re.search(message, proc.stderr), proc.stderr
+def test_bad_input_is_refused_by_main_before_writing(saved_models, tmp_path, args, message):
+    outcome = PLAN.run_main(f"--saved_models_dir={saved_models}", f"--output_dir={tmp_path / 'plan'}", *args)
+    assert outcome.exit_code == 1
+    assert outcome.stderr.startswith("error: ") and re.search(message, outcome.stderr), outcome.stderr
     assert not (tmp_path / "plan").exists()
 
 
 def test_model_without_numeric_versions_is_refused(tmp_path):
     (tmp_path / "models" / "empty" / "assets").mkdir(parents=True)
-    proc = _plan(tmp_path / "models", tmp_path / "plan", "--models=empty")
+    outcome = PLAN.run_main(f"--saved_models_dir={tmp_path / 'models'}", f"--output_dir={tmp_path / 'plan'}",
+                            "--models=empty")
+    assert outcome.exit_code == 1
+    assert "has no numeric version directories" in outcome.stderr
+
+
+def test_a_refusal_while_parsing_exits_1_with_the_message_and_writes_nothing(saved_models, tmp_path):
+    proc = _plan(saved_models, tmp_path / "plan", "--models=tiny_cnn", "--max_batch_size=8")
     assert proc.returncode == 1
-    assert "has no numeric version directories" in proc.stderr
+    assert "batching parameters need --enable_batching" in proc.stderr
+    assert not (tmp_path / "plan").exists()
 
 
 def test_refuses_to_replace_a_directory_that_is_not_a_plan(saved_models, tmp_path):

@@ -1,10 +1,16 @@
-"""Flags, options and config files of the server: every bad configuration fails before serving."""
+"""Flags, options and config files of the server: every bad configuration fails before serving.
+
+The binary's flags are parsed, and its `main` run up to the refusal, in this process
+(tests/binary_flags.py); a subprocess runs where the process itself is under test: TF Serving's
+`Failed to start server. Error:` line and exit status 1, --version, a failure after TensorFlow loads.
+"""
 
 import subprocess
 import sys
 
 import pytest
 
+from binary_flags import BinaryFlags
 from conftest import run_env
 from tfs_bench import tfs_protos
 from tfs_bench.errors import ConfigError
@@ -12,7 +18,9 @@ from tfs_bench.server import config_files, model_config
 from tfs_bench.server.batching import BatchingOptions
 from tfs_bench.server.model_config import ModelConfig, VersionPolicy
 from tfs_bench.server.options import ServerOptions, parse_channel_arguments
+from tfs_bench.server import __main__ as server_binary
 
+SERVER = BinaryFlags(server_binary)
 FAILED = "Failed to start server. Error: "
 
 
@@ -35,6 +43,23 @@ def test_version_prints_versions_and_exits_zero():
     "flags, message",
     [
         (["--bogus_flag=1"], "Unknown command line flag 'bogus_flag'"),
+        (["--model_base_path=/m", "--port=8600", "--rest_api_port=8600"],
+         "--rest_api_port cannot be the same as --port (8600)"),
+        (["--model_config_file=/does/not/exist.config"], "cannot read ModelServerConfig file"),
+    ],
+    ids=["unknown_flag", "same_ports", "missing_config_file"],
+)
+def test_bad_flags_fail_fast_with_tf_servings_prefix(flags, message):
+    result = run_server(*flags)
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(FAILED + message), result.stderr
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--bogus_flag=1"], "Unknown command line flag 'bogus_flag'"),
         (["--model_base_path=/m", "--tensorflow_session_parallelism=2",
           "--tensorflow_intra_op_parallelism=2", "--tensorflow_inter_op_parallelism=2"],
          "Either configure --tensorflow_session_parallelism or"),
@@ -45,24 +70,44 @@ def test_version_prints_versions_and_exits_zero():
         (["--model_base_path=models/m"], "--model_base_path must be an absolute path, got 'models/m'"),
         ([], "Both --model_base_path and --model_config_file are empty"),
         (["--model_base_path=/m", "--per_process_gpu_memory_fraction=1.5"],
-         "flag --per_process_gpu_memory_fraction=1.5"),
+         "flag --per_process_gpu_memory_fraction=1.5: 1.5 is not a number in the range [0.0, 1.0]"),
         (["--model_base_path=/m", "--grpc_channel_arguments=novalue"],
          "--grpc_channel_arguments: expected key=value, got 'novalue'"),
         (["--model_base_path=/m", "--port=70000"], "--port=70000 is not a TCP port"),
-        (["--model_base_path=/m", "extra"], "unexpected arguments: extra"),
-        (["--model_config_file=/does/not/exist.config"], "cannot read ModelServerConfig file"),
     ],
     ids=[
         "unknown_flag", "all_three_thread_flags", "batching_file_without_flag", "same_ports",
         "relative_base_path", "no_model", "gpu_fraction_range", "channel_arguments", "port_range",
-        "positional_argument", "missing_config_file",
     ],
 )
-def test_bad_flags_fail_fast_with_tf_servings_prefix(flags, message):
-    result = run_server(*flags)
+def test_bad_flags_are_refused_while_parsing(flags, message):
+    assert message in SERVER.refusal(*flags)
 
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith(FAILED + message), result.stderr
+
+def test_version_skips_the_rules():
+    with SERVER.parsed("--version", "--port=8600", "--rest_api_port=8600") as argv:
+        assert argv == ["tfs_bench.server"]
+
+
+def _start_failure(*flags) -> str:
+    """The message main fails with, from its last stderr line, as TF Serving prints it."""
+    outcome = SERVER.run_main(*flags)
+    assert outcome.exit_code == 1, outcome
+    last = outcome.stderr.strip().splitlines()[-1]
+    assert last.startswith(FAILED), outcome.stderr
+    return last.removeprefix(FAILED)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--model_base_path=/m", "extra"], "unexpected arguments: extra"),
+        (["--model_config_file=/does/not/exist.config"], "cannot read ModelServerConfig file"),
+    ],
+    ids=["positional_argument", "missing_config_file"],
+)
+def test_bad_command_lines_fail_in_main_before_serving(flags, message):
+    assert _start_failure(*flags).startswith(message)
 
 
 @pytest.mark.parametrize(
@@ -86,20 +131,16 @@ def test_bad_model_config_files_fail_fast(tmp_path, config_text, message):
     config = tmp_path / "models.config"
     config.write_text(config_text)
 
-    result = run_server(f"--model_config_file={config}")
-
-    assert result.returncode == 1
-    assert FAILED in result.stderr and message in result.stderr, result.stderr
+    assert message in _start_failure(f"--model_config_file={config}")
 
 
 def test_bad_batching_file_fails_fast(tmp_path):
     batching = tmp_path / "batching.config"
     batching.write_text("max_batch_size { value: 4 } allowed_batch_sizes: 2 allowed_batch_sizes: 3")
 
-    result = run_server("--model_base_path=/m", "--enable_batching", f"--batching_parameters_file={batching}")
+    failure = _start_failure("--model_base_path=/m", "--enable_batching", f"--batching_parameters_file={batching}")
 
-    assert result.returncode == 1
-    assert FAILED + f"{batching}: Last entry in allowed_batch_sizes must match max_batch_size" in result.stderr
+    assert failure == f"{batching}: Last entry in allowed_batch_sizes must match max_batch_size; last entry was 3; expected 4"
 
 
 def test_missing_base_path_fails_after_loading_tensorflow(tmp_path):
