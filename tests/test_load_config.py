@@ -1,6 +1,4 @@
-"""LoadConfig, the --models/--target/--input parsers, and the worker plan's JSON form."""
-
-import dataclasses
+"""LoadConfig, its JSON form, and the --models/--target/--input parsers."""
 
 import pytest
 
@@ -11,8 +9,6 @@ from tfs_bench.load.config import parse_tenant_spec
 from tfs_bench.load.config import parse_tenant_specs
 from tfs_bench.load.config import scale_open_loop
 from tfs_bench.load.config import with_concurrency
-from tfs_bench.load.worker import TenantShare
-from tfs_bench.load.worker import WorkerPlan
 from tfs_bench.load.schedule import TenantLoad
 from tfs_bench.load.schedule import TenantSpec
 from tfs_bench.load.schedule import TrafficMix
@@ -129,13 +125,3 @@ def test_with_concurrency_sets_one_tenant_or_all():
     assert one.tenant("b").concurrency == 4 and one.tenant("a").rate_rps == 10.0
     with pytest.raises(ConfigError, match="no tenant 'z'"):
         with_concurrency(mix, 4, "z")
-
-
-def test_worker_plans_round_trip_through_json_with_their_bodies():
-    share = TenantShare("a@x:1", "a", "x:1", 2, (b"\x00\xffbody", b"two"), "/v1/models/a:predict", 12.5, "constant", 3)
-    plan = WorkerPlan(1, 2, "grpc", (share, dataclasses.replace(share, tenant="b", rate_rps=None, concurrency=2)), "r.csv")
-    assert WorkerPlan.from_json(plan.to_json()) == plan
-    with pytest.raises(ValueError, match="open and closed"):
-        dataclasses.replace(share, concurrency=1)
-    with pytest.raises(ValueError, match="worker must be"):
-        WorkerPlan(2, 2, "grpc", (share,), "r.csv")

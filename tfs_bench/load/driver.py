@@ -8,7 +8,8 @@
 Each run starts `config.workers` worker processes (tfs_bench.load.worker) that share the
 schedule by index and write their own record files; this process reads those files as they
 grow, asks every worker to flush at each window boundary, and summarises a window only once
-every worker has flushed past its end, so windows cover all workers' records exactly.
+every worker has flushed past its end, so windows cover all workers' records exactly. The
+plan, commands and events they exchange are the records of tfs_bench.load.worker_protocol.
 Statistics, windows, stability and verdicts come from the core modules (windows, verdict,
 search); nothing here computes one.
 
@@ -22,7 +23,6 @@ import collections
 import csv
 import dataclasses
 import datetime
-import json
 import os
 import selectors
 import subprocess
@@ -35,6 +35,7 @@ from pathlib import Path
 from tfs_bench.load import run_files
 from tfs_bench.load import search
 from tfs_bench.load import request_bodies
+from tfs_bench.load import worker_protocol
 from tfs_bench.child_process import child_env
 from tfs_bench.child_process import module_argv
 from tfs_bench.errors import ConfigError
@@ -42,8 +43,6 @@ from tfs_bench.errors import LoadError
 from tfs_bench.load.config import LoadConfig
 from tfs_bench.load.config import scale_open_loop
 from tfs_bench.load.config import with_concurrency
-from tfs_bench.load.worker import TenantShare
-from tfs_bench.load.worker import WorkerPlan
 from tfs_bench.load.records import CSV_COLUMNS
 from tfs_bench.load.records import RequestRecord
 from tfs_bench.load.request_bodies import TenantRequests
@@ -61,6 +60,16 @@ from tfs_bench.load.windows import WARMUP_END
 from tfs_bench.load.windows import GeneratorUsage
 from tfs_bench.load.windows import WindowClock
 from tfs_bench.load.windows import summarize_window
+from tfs_bench.load.worker_protocol import ErrorEvent
+from tfs_bench.load.worker_protocol import Event
+from tfs_bench.load.worker_protocol import MarkCommand
+from tfs_bench.load.worker_protocol import MarkEvent
+from tfs_bench.load.worker_protocol import ReadyEvent
+from tfs_bench.load.worker_protocol import StartCommand
+from tfs_bench.load.worker_protocol import StopCommand
+from tfs_bench.load.worker_protocol import StoppedEvent
+from tfs_bench.load.worker_protocol import TenantShare
+from tfs_bench.load.worker_protocol import WorkerPlan
 
 SUMMARY_SCHEMA_VERSION = 1
 START_LEAD_S = 0.05  # workers get the start time this far ahead, so they all begin on it
@@ -332,7 +341,7 @@ def _run(
             "warmup_end_ns": clock.warmup_end_ns,
             "stop_reason": clock.stop_reason,
             "workers": [
-                {"worker": w, "records_file": run_files.records_path(run_dir, w).name, "rows": s["rows"], "cpu_s": s["cpu_s"]}
+                {"worker": w, "records_file": run_files.records_path(run_dir, w).name, "rows": s.rows, "cpu_s": s.cpu_s}
                 for w, s in enumerate(stopped)
             ],
             "result": result.to_json(),
@@ -420,7 +429,7 @@ class _Measurement:
                 self._observer.warmup_ended(self._label)
             else:
                 usage = tuple(
-                    GeneratorUsage(w, max(m["cpu_s"] - cpu_at_last_boundary[w], 0.0), m["loop_lag_p99_ms"])
+                    GeneratorUsage(w, max(m.cpu_s - cpu_at_last_boundary[w], 0.0), m.loop_lag_p99_ms)
                     for w, m in enumerate(marks)
                 )
                 window = summarize_window(
@@ -429,7 +438,7 @@ class _Measurement:
                 self._windows.append(window)
                 self._observer.window_closed(self._label, window)
                 clock.close_window(window)
-            cpu_at_last_boundary = [m["cpu_s"] for m in marks]
+            cpu_at_last_boundary = [m.cpu_s for m in marks]
         return clock
 
     def _take(self, records: list[RequestRecord]) -> None:
@@ -503,15 +512,14 @@ class _Worker:
         self.tail = _RecordTail(Path(plan.records_path))
         self._buffer = b""
         self.ready = False
-        self.reported_rows = 0
-        self.marks: dict[int, dict] = {}
-        self.stopped: dict | None = None
+        self.marks: dict[int, MarkEvent] = {}
+        self.stopped: StoppedEvent | None = None
         self.exited = False
-        self.send(plan.to_json())
+        self.send(plan)
 
-    def send(self, message: dict) -> None:
+    def send(self, message: WorkerPlan | worker_protocol.Command) -> None:
         try:
-            self.process.stdin.write((json.dumps(message) + "\n").encode("utf-8"))
+            self.process.stdin.write(worker_protocol.encode(message))
             self.process.stdin.flush()
         except BrokenPipeError:
             raise self.failure("stopped reading its commands") from None
@@ -529,20 +537,21 @@ class _Worker:
         self._buffer += chunk
         *lines, self._buffer = self._buffer.split(b"\n")
         for line in lines:
-            self._handle(json.loads(line))
+            try:
+                event = worker_protocol.decode_event(line)
+            except ValueError as e:
+                raise LoadError(f"load worker {self.index} sent a message the driver cannot read: {e}") from None
+            self._handle(event)
 
-    def _handle(self, message: dict) -> None:
-        event = message["event"]
-        if event == "error":
-            raise LoadError(f"load worker {self.index}: {message['message']}")
-        if event == "ready":
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, ErrorEvent):
+            raise LoadError(f"load worker {self.index}: {event.message}")
+        if isinstance(event, ReadyEvent):
             self.ready = True
-        elif event == "mark":
-            self.marks[message["end_ns"]] = message
-        elif event == "stopped":
-            self.stopped = message
-        if "rows" in message:
-            self.reported_rows = message["rows"]
+        elif isinstance(event, MarkEvent):
+            self.marks[event.end_ns] = event
+        elif isinstance(event, StoppedEvent):
+            self.stopped = event
 
     def failure(self, what: str) -> LoadError:
         try:
@@ -626,24 +635,24 @@ class _WorkerPool:
     def start(self, lead_s: float) -> int:
         start_ns = time.perf_counter_ns() + int(lead_s * 1e9)
         for worker in self._workers:
-            worker.send({"cmd": "start", "start_ns": start_ns})
+            worker.send(StartCommand(start_ns))
         return start_ns
 
-    def mark(self, end_ns: int) -> tuple[list[dict], list[RequestRecord]]:
+    def mark(self, end_ns: int) -> tuple[list[MarkEvent], list[RequestRecord]]:
         """Every worker's usage at `end_ns`, once each has written every record done before it."""
         for worker in self._workers:
-            worker.send({"cmd": "mark", "end_ns": end_ns})
+            worker.send(MarkCommand(end_ns))
         new = self._wait(
-            lambda w: end_ns in w.marks and w.tail.rows >= w.marks[end_ns]["rows"], REPLY_TIMEOUT_S, "answer a window mark"
+            lambda w: end_ns in w.marks and w.tail.rows >= w.marks[end_ns].rows, REPLY_TIMEOUT_S, "answer a window mark"
         )
         return [w.marks.pop(end_ns) for w in self._workers], new
 
-    def stop(self) -> list[dict]:
+    def stop(self) -> list[StoppedEvent]:
         """Stops every worker together, reads their last records, waits for them to exit."""
         for worker in self._workers:
-            worker.send({"cmd": "stop"})
+            worker.send(StopCommand())
         self._wait(
-            lambda w: w.stopped is not None and w.tail.rows >= w.stopped["rows"],
+            lambda w: w.stopped is not None and w.tail.rows >= w.stopped.rows,
             self._drain_timeout_s + REPLY_TIMEOUT_S,
             "stop",
         )
@@ -654,9 +663,9 @@ class _WorkerPool:
                 raise LoadError(f"load worker {worker.index} did not exit within {EXIT_TIMEOUT_S:g} s") from None
             if status != 0:
                 raise worker.failure("failed while stopping")
-            if worker.tail.rows != worker.stopped["rows"]:
+            if worker.tail.rows != worker.stopped.rows:
                 raise LoadError(
-                    f"load worker {worker.index} wrote {worker.stopped['rows']} records but {worker.tail.rows} were read"
+                    f"load worker {worker.index} wrote {worker.stopped.rows} records but {worker.tail.rows} were read"
                 )
         return [w.stopped for w in self._workers]
 
