@@ -38,12 +38,20 @@ from tfs_bench.load import request_bodies
 from tfs_bench.load import worker_protocol
 from tfs_bench.child_process import child_env
 from tfs_bench.child_process import module_argv
-from tfs_bench.errors import ConfigError
 from tfs_bench.errors import LoadError
 from tfs_bench.load.config import LoadConfig
 from tfs_bench.load.config import scale_open_loop
 from tfs_bench.load.config import with_concurrency
 from tfs_bench.load.records import CSV_COLUMNS
+from tfs_bench.load.run_files import ExperimentRun
+from tfs_bench.load.run_files import ExperimentSettings
+from tfs_bench.load.run_files import ExperimentSummary
+from tfs_bench.load.run_files import PeakSettings
+from tfs_bench.load.run_files import RampSettings
+from tfs_bench.load.run_files import RunManifest
+from tfs_bench.load.run_files import RunSummary
+from tfs_bench.load.run_files import SweepSettings
+from tfs_bench.load.run_files import WorkerTotals
 from tfs_bench.load.records import RequestRecord
 from tfs_bench.load.request_bodies import TenantRequests
 from tfs_bench.load.schedule import TrafficMix
@@ -71,7 +79,6 @@ from tfs_bench.load.worker_protocol import StoppedEvent
 from tfs_bench.load.worker_protocol import TenantShare
 from tfs_bench.load.worker_protocol import WorkerPlan
 
-SUMMARY_SCHEMA_VERSION = 1
 START_LEAD_S = 0.05  # workers get the start time this far ahead, so they all begin on it
 WORKER_START_TIMEOUT_S = 30.0  # a worker's own start-up (Python, grpc), on top of the connect timeout
 REPLY_TIMEOUT_S = 10.0  # how long a worker may take to answer a mark
@@ -158,14 +165,12 @@ def sweep_concurrency(
 ) -> tuple[RunResult, ...]:
     """Closed loop at each concurrency in turn (every tenant, or only `tenant`), one run each
     in `<output_dir>/concurrency-<N>`; `<output_dir>/summary.json` lists them all."""
-    if not levels or any(level < 1 for level in levels) or len(set(levels)) != len(levels):
-        raise ConfigError(f"concurrency levels must be distinct and >= 1, got {list(levels)}")
-    experiment = _Experiment(config, "sweep", {"levels": list(levels), "tenant": tenant}, observer, invocation)
+    experiment = _Experiment(config, SweepSettings(tuple(levels), tenant), observer, invocation)
     results = []
     for level in levels:
         mix = with_concurrency(config.mix, level, tenant)
-        results.append(experiment.run(f"concurrency-{level}", mix, {"concurrency": level}))
-    experiment.finish({})
+        results.append(experiment.run(f"concurrency-{level}", mix, concurrency=level))
+    experiment.finish()
     return tuple(results)
 
 
@@ -186,18 +191,14 @@ def find_peak(
     Raises SearchError (with the probes) when the first probe fails.
     """
     _probe_mix(config.mix, tenant, start_rps)  # refuses a mix that cannot be probed before any file is written
-    experiment = _Experiment(
-        config, "peak",
-        {"start_rps": start_rps, "sla_ms": sla_ms, "precision": precision, "max_rate_rps": max_rate_rps, "tenant": tenant},
-        observer,
-        invocation,
-    )
+    settings = PeakSettings(start_rps, sla_ms, precision, max_rate_rps, tenant)
+    experiment = _Experiment(config, settings, observer, invocation)
     try:
         peak = peak_under_sla(experiment.probe(tenant), start_rps, sla_ms, precision, max_rate_rps)
     except SearchError as e:
-        experiment.finish({"error": str(e), "probes": [p.to_json() for p in e.probes]})
+        experiment.finish(error=str(e), probes=e.probes)
         raise
-    experiment.finish({"peak": peak.to_json()})
+    experiment.finish(peak=peak)
     return peak
 
 
@@ -218,19 +219,14 @@ def perseus_ramp(
     while the others hold their load (PERSEUS's two-tenant protocol).
     """
     _probe_mix(config.mix, tenant, qps_start)
-    experiment = _Experiment(
-        config, "ramp",
-        {"qps_start": qps_start, "qps_delta": qps_delta, "sla_ms": sla_ms, "patience": patience,
-         "max_passes": max_passes, "tenant": tenant},
-        observer,
-        invocation,
-    )
+    settings = RampSettings(qps_start, qps_delta, sla_ms, patience, max_passes, tenant)
+    experiment = _Experiment(config, settings, observer, invocation)
     try:
         ramp = search_ramp(experiment.probe(tenant), qps_start, qps_delta, sla_ms, patience, max_passes=max_passes)
     except SearchError as e:
-        experiment.finish({"error": str(e), "probes": [p.to_json() for p in e.probes]})
+        experiment.finish(error=str(e), probes=e.probes)
         raise
-    experiment.finish({"ramp": ramp.to_json()})
+    experiment.finish(ramp=ramp)
     return ramp
 
 
@@ -240,55 +236,43 @@ class _Experiment:
     def __init__(
         self,
         config: LoadConfig,
-        kind: str,
-        settings: dict,
+        settings: ExperimentSettings,
         observer: LoadObserver | None,
         invocation: Mapping[str, object] | None,
     ):
         run_files.check_output_dir(config.output_dir, config.overwrite)
         self._config = config
         self._prepared = request_bodies.prepare(config)
-        self._kind = kind
         self._settings = settings
         self._observer = observer or LoadObserver()
         self._started_at = _now()
         self._dir = run_files.claim_output_dir(
-            config.output_dir,
-            config.overwrite,
-            {"kind": kind, "settings": settings, "config": config.to_json(), "invocation": dict(invocation or {})},
+            config.output_dir, config.overwrite, RunManifest(config, invocation or {}, settings=settings)
         )
-        self._runs: list[dict] = []
+        self._runs: list[ExperimentRun] = []
 
-    def run(self, label: str, mix, facts: dict) -> RunResult:
+    def run(self, label: str, mix, concurrency: int | None = None, rate_rps: float | None = None) -> RunResult:
         config = dataclasses.replace(self._config, mix=mix, output_dir=str(self._dir / label), overwrite=False)
         result = _run(config, self._prepared, label, self._observer, None)
-        self._runs.append({"label": label, "dir": label, **facts, "result": result.to_json()})
-        self._write({})
+        self._runs.append(ExperimentRun(label, label, result, concurrency=concurrency, rate_rps=rate_rps))
+        self._write()
         return result
 
     def probe(self, tenant: str | None) -> Callable[[float], ProbeOutcome]:
         def probe(rate_rps: float) -> ProbeOutcome:
             label = f"probe-{len(self._runs):02d}-{rate_rps:.6g}rps"
-            result = self.run(label, _probe_mix(self._config.mix, tenant, rate_rps), {"rate_rps": rate_rps})
+            result = self.run(label, _probe_mix(self._config.mix, tenant, rate_rps), rate_rps=rate_rps)
             return ProbeOutcome.from_run(result, tenant)
 
         return probe
 
-    def finish(self, outcome: dict) -> None:
-        self._write({**outcome, "finished_at": _now()})
+    def finish(self, **outcome) -> None:
+        """The last summary, with the outcome (ExperimentSummary's error/probes, peak or ramp)."""
+        self._write(finished_at=_now(), **outcome)
 
-    def _write(self, extra: dict) -> None:
-        run_files.write_json_atomic(
-            self._dir / run_files.SUMMARY_FILE,
-            {
-                "schema_version": SUMMARY_SCHEMA_VERSION,
-                "kind": self._kind,
-                "settings": self._settings,
-                "started_at": self._started_at,
-                "runs": self._runs,
-                **extra,
-            },
-        )
+    def _write(self, **outcome) -> None:
+        summary = ExperimentSummary(self._settings, self._started_at, tuple(self._runs), **outcome)
+        run_files.write_summary(self._dir, summary)
 
 
 def _probe_mix(mix: TrafficMix, tenant: str | None, rate_rps: float) -> TrafficMix:
@@ -311,9 +295,7 @@ def _run(
     invocation: Mapping[str, object] | None,
 ) -> RunResult:
     run_dir = run_files.claim_output_dir(
-        config.output_dir,
-        config.overwrite,
-        {"kind": "run", "label": label, "config": config.to_json(), "invocation": dict(invocation or {})},
+        config.output_dir, config.overwrite, RunManifest(config, invocation or {}, label=label)
     )
     observer.run_started(label, config)
     started_at = _now()
@@ -329,24 +311,13 @@ def _run(
     finally:
         windows.close()
     result = summarize_run(pool.records, clock.windows, config.policy, config.criteria)
-    run_files.write_json_atomic(
-        run_dir / run_files.SUMMARY_FILE,
-        {
-            "schema_version": SUMMARY_SCHEMA_VERSION,
-            "kind": "run",
-            "label": label,
-            "started_at": started_at,
-            "finished_at": _now(),
-            "start_ns": measurement.start_ns,
-            "warmup_end_ns": clock.warmup_end_ns,
-            "stop_reason": clock.stop_reason,
-            "workers": [
-                {"worker": w, "records_file": run_files.records_path(run_dir, w).name, "rows": s.rows, "cpu_s": s.cpu_s}
-                for w, s in enumerate(stopped)
-            ],
-            "result": result.to_json(),
-        },
+    workers = tuple(
+        WorkerTotals(w, run_files.records_path(run_dir, w).name, s.rows, s.cpu_s) for w, s in enumerate(stopped)
     )
+    summary = RunSummary(
+        label, started_at, _now(), measurement.start_ns, clock.warmup_end_ns, clock.stop_reason, workers, result
+    )
+    run_files.write_summary(run_dir, summary)
     observer.run_finished(label, result)
     return result
 

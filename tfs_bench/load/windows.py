@@ -82,6 +82,13 @@ class WindowPolicy:
         except ValueError as e:
             raise ConfigError(f"sla_percentile: {e}") from None
 
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> "WindowPolicy":
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
+
 
 # ----------------------------------------------------------------------------- summaries
 
