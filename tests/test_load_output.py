@@ -119,7 +119,8 @@ def test_a_window_line_cut_short_by_a_crash_is_skipped_and_any_other_bad_line_is
     line = json.loads(whole)
     for bad, words in ((line | {"schema_version": 2}, "unsupported window summary schema_version 2"),
                        ({k: v for k, v in line.items() if k != "schema_version"}, "unsupported window summary schema_version None"),
-                       ({k: v for k, v in line.items() if k != "end_ns"}, "no field 'end_ns'")):
+                       ({k: v for k, v in line.items() if k != "end_ns"}, "no field 'end_ns'"),
+                       ([line], "not a JSON object but list")):
         path.write_text(whole + json.dumps(bad) + "\n")
         with pytest.raises(RunFileError, match=f"{WINDOWS_FILE}:2: {words}"):
             read_windows(tmp_path)

@@ -43,6 +43,8 @@ from tfs_bench.load.config import LoadConfig
 from tfs_bench.load.config import scale_open_loop
 from tfs_bench.load.config import with_concurrency
 from tfs_bench.load.records import CSV_COLUMNS
+from tfs_bench.load.records import RequestRecord
+from tfs_bench.load.request_bodies import TenantRequests
 from tfs_bench.load.run_files import ExperimentRun
 from tfs_bench.load.run_files import ExperimentSettings
 from tfs_bench.load.run_files import ExperimentSummary
@@ -52,8 +54,6 @@ from tfs_bench.load.run_files import RunManifest
 from tfs_bench.load.run_files import RunSummary
 from tfs_bench.load.run_files import SweepSettings
 from tfs_bench.load.run_files import WorkerTotals
-from tfs_bench.load.records import RequestRecord
-from tfs_bench.load.request_bodies import TenantRequests
 from tfs_bench.load.schedule import TrafficMix
 from tfs_bench.load.schedule import split_evenly
 from tfs_bench.load.search import PeakResult

@@ -200,9 +200,9 @@ _LINES = {cls.KIND: cls for cls in (IdleBaseline, MonitoredWindow)}
 
 
 def _line_from_json(d: Mapping) -> ResourceLine:
-    cls = _LINES.get(d.get("kind")) if isinstance(d, Mapping) else None
+    cls = _LINES.get(d.get("kind"))
     if cls is None:
-        raise ValueError(f"unknown resources line kind {d.get('kind') if isinstance(d, Mapping) else d!r}")
+        raise ValueError(f"unknown resources line kind {d.get('kind')!r}")
     return cls.from_json(d)
 
 

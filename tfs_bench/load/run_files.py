@@ -58,8 +58,6 @@ _T = TypeVar("_T")
 
 
 def _check_schema(d: Mapping, what: str) -> None:
-    if not isinstance(d, Mapping):
-        raise ValueError(f"{what} must be a JSON object, got {type(d).__name__}")
     if d.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"unsupported {what} schema_version {d.get('schema_version')!r}")
 
@@ -473,7 +471,10 @@ def read_jsonl(path: str | os.PathLike, parse: Callable[[Mapping], _T]) -> list[
 
 def _parsed(text: str, parse: Callable[[Mapping], _T], where: str) -> _T:
     try:
-        return parse(json.loads(text))
+        value = json.loads(text)
+        if not isinstance(value, dict):
+            raise ValueError(f"not a JSON object but {type(value).__name__}")
+        return parse(value)
     except KeyError as e:
         raise RunFileError(f"{where}: no field {e}") from None
     except (ValueError, TypeError, TfsBenchError) as e:
