@@ -51,6 +51,7 @@ def run_records(run_dir: Path) -> list[RequestRecord]:
 
 
 def run_summary(run_dir: Path) -> dict:
+    """summary.json as written, so tests also pin its field names (read_summary gives the records)."""
     return json.loads((Path(run_dir) / "summary.json").read_text())
 
 

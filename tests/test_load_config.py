@@ -1,6 +1,7 @@
-"""LoadConfig, the --models/--target/--input parsers, and the worker plan's JSON form."""
+"""LoadConfig, its JSON form, and the --models/--target/--input parsers."""
 
 import dataclasses
+import json
 
 import pytest
 
@@ -11,8 +12,6 @@ from tfs_bench.load.config import parse_tenant_spec
 from tfs_bench.load.config import parse_tenant_specs
 from tfs_bench.load.config import scale_open_loop
 from tfs_bench.load.config import with_concurrency
-from tfs_bench.load.worker import TenantShare
-from tfs_bench.load.worker import WorkerPlan
 from tfs_bench.load.schedule import TenantLoad
 from tfs_bench.load.schedule import TenantSpec
 from tfs_bench.load.schedule import TrafficMix
@@ -84,6 +83,50 @@ def test_config_resolves_each_tenants_target_and_serialises():
     assert config.to_json()["policy"]["window_s"] == 5.0
 
 
+def _every_field_set(tmp_path) -> LoadConfig:
+    mix = TrafficMix(
+        (
+            TenantLoad("a", "a", rate_rps=12.5, arrival="constant", seed=7),
+            TenantLoad("b@[::1]:9000", "b", target=TARGETS[1], concurrency=3),
+        )
+    )
+    policy = WindowPolicy(window_s=2.0, window_min_requests=7, window_max_s=12.0, warmup_s=1.5, warmup_requests=9,
+                          max_windows=8, stability_windows=4, stability_tolerance=0.2, sla_percentile=99.9,
+                          client_cpu_saturation=0.8)
+    criteria = ValidityCriteria(min_duration_s=6.0, min_requests=11, max_error_rate=0.02, max_late_fraction=0.03,
+                                max_dropped_fraction=0.04)
+    return LoadConfig(
+        mix=mix, targets=TARGETS, output_dir=str(tmp_path / "out"), signature_name="times_two", batch_size=4,
+        input_source=InputSource("images", str(tmp_path)), protocol="rest", policy=policy, criteria=criteria,
+        max_outstanding=64, workers=3, seed=5, overwrite=True, request_timeout_s=3.5, connect_timeout_s=2.5,
+    )
+
+
+def test_config_json_round_trip_with_every_field_set(tmp_path):
+    config = _every_field_set(tmp_path)
+    for record in (config, config.policy, config.criteria):  # a field left at its default would go untested
+        unset = [f.name for f in dataclasses.fields(record)
+                 if f.default is not dataclasses.MISSING and getattr(record, f.name) == f.default]
+        assert unset == [], type(record).__name__
+    assert LoadConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
+    assert LoadConfig.from_json(_config().to_json()) == _config()
+
+
+def test_a_config_naming_an_image_folder_of_another_machine_still_reads_back(tmp_path):
+    config = _config(input_source=InputSource("images", "/data/elsewhere/images"))
+    assert LoadConfig.from_json(config.to_json()).input_source == InputSource("images", "/data/elsewhere/images")
+
+
+def test_a_config_of_another_schema_or_with_a_bad_value_is_refused():
+    d = _config().to_json()
+    with pytest.raises(ConfigError, match="schema_version 2"):
+        LoadConfig.from_json({**d, "schema_version": 2})
+    with pytest.raises(ConfigError, match="input source must be"):
+        LoadConfig.from_json({**d, "input_source": "video"})
+    with pytest.raises(ConfigError, match="stability_windows must be >= 1"):
+        LoadConfig.from_json({**d, "policy": {**d["policy"], "stability_windows": 0}})
+
+
 @pytest.mark.parametrize(
     "overrides, words",
     [
@@ -129,13 +172,3 @@ def test_with_concurrency_sets_one_tenant_or_all():
     assert one.tenant("b").concurrency == 4 and one.tenant("a").rate_rps == 10.0
     with pytest.raises(ConfigError, match="no tenant 'z'"):
         with_concurrency(mix, 4, "z")
-
-
-def test_worker_plans_round_trip_through_json_with_their_bodies():
-    share = TenantShare("a@x:1", "a", "x:1", 2, (b"\x00\xffbody", b"two"), "/v1/models/a:predict", 12.5, "constant", 3)
-    plan = WorkerPlan(1, 2, "grpc", (share, dataclasses.replace(share, tenant="b", rate_rps=None, concurrency=2)), "r.csv")
-    assert WorkerPlan.from_json(plan.to_json()) == plan
-    with pytest.raises(ValueError, match="open and closed"):
-        dataclasses.replace(share, concurrency=1)
-    with pytest.raises(ValueError, match="worker must be"):
-        WorkerPlan(2, 2, "grpc", (share,), "r.csv")

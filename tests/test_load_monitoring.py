@@ -17,6 +17,8 @@ from serving_process import write_config
 from tfs_bench.plan import plan_files
 from tfs_bench import tfs_protos
 from tfs_bench.load.config import LoadConfig
+from tfs_bench.load.resource_log import IdleBaseline
+from tfs_bench.load.resource_log import MonitoredWindow
 from tfs_bench.load.resource_log import MonitoringObserver
 from tfs_bench.load.resource_log import read_resources
 from tfs_bench.load.run_files import read_windows
@@ -60,22 +62,24 @@ def test_each_window_gets_server_cpu_and_a_latency_breakdown(server, tmp_path):
 
     baseline, *lines = read_resources(tmp_path / "run")
     windows = read_windows(tmp_path / "run")
-    assert baseline["kind"] == "baseline" and baseline["resources"]["cpu_samples"] >= 2
-    assert baseline["gpu_status"]["status"] == "unavailable" and baseline["gpu_status"]["reason"]
-    assert [line["window"] for line in lines] == [w.index for w in windows]
+    assert isinstance(baseline, IdleBaseline) and baseline.resources.cpu_samples >= 2
+    assert baseline.gpu_status.status == "unavailable" and baseline.gpu_status.reason
+    assert all(isinstance(line, MonitoredWindow) for line in lines)
+    assert [line.window for line in lines] == [w.index for w in windows]
     for line, window in zip(lines, windows):
-        resources = line["resources"]
-        assert (resources["start_ns"], resources["end_ns"]) == (window.start_ns, window.end_ns)
-        [tfs] = resources["servers"]
-        assert tfs["root_pid"] == server.process.pid and tfs["cpu_s"] > 0
-        assert resources["gpu_status"]["status"] == "unavailable"
-        breakdown = line["breakdown"][MODEL]
-        assert breakdown["status"] == "ok", breakdown
-        assert breakdown["url"] == url and breakdown["entrypoint"] == "GRPC"
+        resources = line.resources
+        assert (resources.start_ns, resources.end_ns) == (window.start_ns, window.end_ns)
+        [tfs] = resources.servers
+        assert tfs.root_pid == server.process.pid and tfs.cpu_s > 0
+        assert resources.gpu_status.status == "unavailable"
+        tenant = line.breakdown[MODEL]
+        assert tenant.status == "ok", tenant
+        breakdown = tenant.breakdown
+        assert tenant.url == url and breakdown.entrypoint == "GRPC"
         client_us = window.tenants[MODEL].service_time.mean_ms * 1000
-        assert breakdown["client_mean_response_time_us"] == pytest.approx(client_us)
-        assert 0 < breakdown["request_latency_mean_us"] < client_us
-        assert line["server_metrics"][0]["status"] == "ok"
+        assert breakdown.client_mean_response_time_us == pytest.approx(client_us)
+        assert 0 < breakdown.request_latency_mean_us < client_us
+        assert line.server_metrics[0].delta.status == "ok"
 
 
 def test_close_stops_the_monitor_of_a_run_that_never_finished(tmp_path):
@@ -89,7 +93,7 @@ def test_close_stops_the_monitor_of_a_run_that_never_finished(tmp_path):
         assert monitor_threads() != []
     assert monitor_threads() == []
     [baseline] = read_resources(tmp_path)
-    assert baseline["kind"] == "baseline"
+    assert isinstance(baseline, IdleBaseline)
 
 
 def test_a_failed_run_stops_the_monitor_through_a_chained_observer(tmp_path):
@@ -128,6 +132,6 @@ def test_the_cli_flags_write_resources_per_window(server, tmp_path):
 
     run_dir = out / "concurrency-1"
     baseline, *lines = read_resources(run_dir)
-    assert baseline["kind"] == "baseline"
-    assert [line["window"] for line in lines] == [w.index for w in read_windows(run_dir)]
-    assert all(line["breakdown"][MODEL]["status"] == "ok" for line in lines)
+    assert isinstance(baseline, IdleBaseline)
+    assert [line.window for line in lines] == [w.index for w in read_windows(run_dir)]
+    assert all(line.breakdown[MODEL].status == "ok" for line in lines)

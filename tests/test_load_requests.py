@@ -14,6 +14,7 @@ from tensorflow_serving.apis import predict_pb2
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import ModelError
 from tfs_bench.load.config import InputSource
+from tfs_bench.load.config import LoadConfig
 from tfs_bench.load.request_bodies import MAX_BODIES
 from tfs_bench.load.request_bodies import InputSpec
 from tfs_bench.load.request_bodies import batch_shape
@@ -21,8 +22,11 @@ from tfs_bench.load.request_bodies import encode_grpc
 from tfs_bench.load.request_bodies import encode_rest
 from tfs_bench.load.request_bodies import load_images
 from tfs_bench.load.request_bodies import make_batches
+from tfs_bench.load.request_bodies import prepare
 from tfs_bench.load.request_bodies import random_batch
 from tfs_bench.load.request_bodies import rest_predict_path
+from tfs_bench.load.schedule import TenantLoad
+from tfs_bench.load.schedule import TrafficMix
 
 HALF_PLUS_TWO = (InputSpec("x", "DT_FLOAT", (-1, 3)),)
 IMAGE_INPUT = (InputSpec("images", "DT_UINT8", (-1, 8, 6, 3)),)
@@ -113,6 +117,13 @@ def test_images_take_the_float_dtype_as_pixels_and_grey_for_one_channel(tmp_path
 
 
 def test_image_folders_that_cannot_feed_the_input_are_refused(tmp_path):
+    missing = tmp_path / "missing"
+    with pytest.raises(ConfigError, match=f"images:DIR: '{missing}' is not a directory"):
+        make_batches(IMAGE_INPUT, 1, InputSource("images", str(missing)), 0)
+    config = LoadConfig(TrafficMix((TenantLoad("m", "m", concurrency=1),)), ("127.0.0.1:1",), str(tmp_path / "out"),
+                        input_source=InputSource("images", str(missing)))
+    with pytest.raises(ConfigError, match="is not a directory"):  # before any target is tried
+        prepare(config)
     with pytest.raises(ConfigError, match="no images"):
         make_batches(IMAGE_INPUT, 1, InputSource("images", str(tmp_path)), 0)
     _write_pngs(tmp_path, [(5, 5)])

@@ -33,6 +33,8 @@ from tfs_bench.errors import ConfigError
 from tfs_bench.errors import LoadError
 from tfs_bench.errors import ModelError
 from tfs_bench.load.config import LoadConfig
+from tfs_bench.load.run_files import read_manifest
+from tfs_bench.load.run_files import read_summary
 from tfs_bench.load.run_files import read_windows
 from tfs_bench.load.driver import LoadObserver
 from tfs_bench.load.driver import find_peak
@@ -46,7 +48,7 @@ from tfs_bench.load.schedule import TrafficMix
 from tfs_bench.load.search import SearchError
 from tfs_bench.load.transport import PREDICT_METHOD
 from tfs_bench.load.windows import WindowPolicy
-from tfs_bench.load.windows import assign_to_windows
+from tfs_bench.load.windows import records_between
 
 # Searches whose path depends on probes passing allow late sends (still measured and reported).
 LENIENT = dataclasses.replace(QUICK_CRITERIA, max_late_fraction=0.5)
@@ -102,8 +104,10 @@ def closed_mix(concurrency: int, model: str = MODEL) -> TrafficMix:
 def assert_windows_recount(run_dir: Path, records) -> None:
     """Every window's counts equal a recount of the raw records that completed in it."""
     windows = read_windows(run_dir)
-    boundaries = [windows[0].start_ns] + [w.end_ns for w in windows]
-    for window, members in zip(windows, assign_to_windows(records, boundaries), strict=True):
+    for k, window in enumerate(windows[1:], start=1):
+        assert window.start_ns == windows[k - 1].end_ns  # contiguous: every record is counted once
+    for window in windows:
+        members = records_between(records, window.start_ns, window.end_ns)
         for tenant, summary in window.tenants.items():
             own = [r for r in members if r.tenant == tenant]
             assert summary.requests == sum(r.ok for r in own)
@@ -163,6 +167,7 @@ def test_closed_loop_records_every_request_exactly_and_the_answers_are_right(ser
     records = run_records(run_dir)
     summary = run_summary(run_dir)
     assert len(records) == summary["workers"][0]["rows"] > 0
+    assert read_summary(run_dir).result == result and read_manifest(run_dir).config == config
     assert {r.status_code for r in records} == {"OK"}
     assert max_in_flight(records) == 2
     # Each slot's next request is intended when its previous one completed.
@@ -190,6 +195,7 @@ def test_a_concurrency_sweep_runs_each_level_in_its_own_directory(server, tmp_pa
 
     summary = run_summary(tmp_path / "sweep")
     assert summary["kind"] == "sweep" and [r["concurrency"] for r in summary["runs"]] == [1, 3]
+    assert [run.result for run in read_summary(tmp_path / "sweep").runs] == list(results)
     for level, result in zip((1, 3), results):
         records = run_records(tmp_path / "sweep" / f"concurrency-{level}")
         assert max_in_flight(records) == level
@@ -336,6 +342,7 @@ def test_peak_search_probes_doubling_rates_up_to_the_cap(server, tmp_path):
     assert (peak.peak_rps, peak.bracketed) == (80.0, False), [p.failures for p in peak.probes]
     summary = run_summary(tmp_path / "peak")
     assert summary["kind"] == "peak" and summary["peak"]["peak_rps"] == 80.0
+    assert read_summary(tmp_path / "peak").peak == peak
     assert [r["dir"] for r in summary["runs"]] == ["probe-00-40rps", "probe-01-80rps"]
     for run in summary["runs"]:
         probe_dir = tmp_path / "peak" / run["dir"]
@@ -350,6 +357,7 @@ def test_a_search_whose_first_probe_fails_says_why_and_keeps_the_probe(server, t
     assert [p.rate_rps for p in info.value.probes] == [20.0]
     summary = run_summary(tmp_path / "peak")
     assert "first probe" in summary["error"] and len(summary["runs"]) == 1
+    assert read_summary(tmp_path / "peak").probes == info.value.probes
 
 
 def test_a_search_over_a_mix_without_a_rate_to_vary_is_refused_before_anything_runs(tmp_path):
@@ -373,3 +381,4 @@ def test_perseus_ramp_adds_qps_delta_per_pass(server, tmp_path):
     assert ramp.best.rate_rps == 80.0 and ramp.sla_met, [p.failures for p in ramp.passes]
     assert ramp.stop_reason == "max_passes"
     assert run_summary(tmp_path / "ramp")["ramp"]["best_rate_rps"] == 80.0
+    assert read_summary(tmp_path / "ramp").ramp == ramp

@@ -1,4 +1,4 @@
-"""ResourceMonitor: the sampling thread starts, stops and is joined; baseline and log."""
+"""ResourceMonitor: the sampling thread starts, stops and is joined; the idle baseline."""
 
 import threading
 import time
@@ -9,7 +9,6 @@ from fake_nvml import FakeNvml, FakeNvmlError, device
 from tfs_bench.monitors.cpu import CpuSampler
 from tfs_bench.monitors.gpu import GpuSampler
 from tfs_bench.monitors.samples import GPU_OFF
-from tfs_bench.monitors.sample_log import SampleLogWriter, read_sample_log
 from tfs_bench.monitors.sampling import MonitorError, ResourceMonitor
 
 THREAD_NAME = "tfs_bench-resource-monitor"
@@ -115,25 +114,6 @@ def test_baseline_is_kept_apart_from_the_run(gpu):
         with pytest.raises(MonitorError, match="before start"):
             monitor.baseline(0.01)
     assert monitor.samples("baseline") == baseline
-
-
-def test_samples_go_to_the_log_and_read_back(tmp_path, gpu):
-    _, gpu_sampler = gpu
-    path = tmp_path / "monitor.jsonl"
-    with SampleLogWriter(path) as log:
-        monitor = ResourceMonitor(CpuSampler({}), gpu_sampler, interval_s=0.01, log=log)
-        monitor.baseline(0.0)
-        with monitor:
-            poll(lambda: len(monitor.samples().cpu) >= 2)
-
-    status, phases = read_sample_log(path)
-    assert status == gpu_sampler.status
-    assert phases["baseline"] == monitor.samples("baseline")
-    assert phases["run"] == monitor.samples("run")
-
-    with open(path, "a", encoding="utf-8") as f:
-        f.write('{"kind": "cpu_sample", "phase": "run", "rec')  # a crash mid-line
-    assert read_sample_log(path)[1]["run"] == monitor.samples("run")
 
 
 def test_without_samplers_or_gpu_the_status_is_off():

@@ -3,9 +3,11 @@ import dataclasses
 import grpc
 import pytest
 
+from tfs_bench.errors import RunFileError
 from tfs_bench.load.records import CSV_COLUMNS
 from tfs_bench.load.records import GRPC_STATUS_CODES
 from tfs_bench.load.records import RecordCsvWriter
+from tfs_bench.load.records import STATUS_CODES
 from tfs_bench.load.records import RequestRecord
 from tfs_bench.load.records import read_records
 
@@ -108,6 +110,35 @@ def test_csv_round_trip_across_appends_and_reopens(tmp_path):
     assert lines[0] == ",".join(CSV_COLUMNS)
     assert lines.count(lines[0]) == 1
     assert lines[2].startswith("1,b,b@canary,0,1000000000,,")
+
+
+def test_every_status_round_trips_through_a_real_file(tmp_path):
+    path = tmp_path / "records-w0.csv"
+    rows = [dropped(worker=1)] + [
+        record(status_code=code, response_bytes=0 if code != "OK" else 4004, done_ns=(1_100 + k) * MS)
+        for k, code in enumerate(GRPC_STATUS_CODES)
+    ]
+    with RecordCsvWriter(path) as writer:
+        writer.append(rows)
+    again = read_records(path)
+    assert again == rows
+    assert {r.status_code for r in again} == set(STATUS_CODES)
+    assert again[0].sent_ns is None and again[0].dropped
+
+
+def test_a_bad_row_is_named_by_file_and_line(tmp_path):
+    path = tmp_path / "records.csv"
+    with RecordCsvWriter(path) as writer:
+        writer.append([record(), record(worker=1)])
+    good = path.read_text()
+    path.write_text(good + ",".join(record().to_row().values()).replace(",OK,", ",TIMEOUT,") + "\n")
+    with pytest.raises(RunFileError, match=f"{path}:4: status_code must be a gRPC code name or DROPPED, got 'TIMEOUT'"):
+        read_records(path)
+    path.write_text(",".join(CSV_COLUMNS) + "\r\n1,m,m,0\r\n")
+    with pytest.raises(RunFileError, match=f"{path}:2: "):
+        read_records(path)
+    with pytest.raises(RunFileError, match="cannot read"):
+        read_records(tmp_path / "missing.csv")
 
 
 def test_reading_several_worker_files_concatenates_them(tmp_path):

@@ -10,7 +10,6 @@ from tfs_bench.load.schedule import ArrivalSchedule
 from tfs_bench.load.schedule import TenantLoad
 from tfs_bench.load.schedule import TenantSpec
 from tfs_bench.load.schedule import TrafficMix
-from tfs_bench.load.schedule import concurrency_sweep
 from tfs_bench.load.schedule import split_evenly
 from tfs_bench.load.schedule import tenant_seed
 
@@ -88,15 +87,12 @@ def test_bad_schedules_are_refused(kwargs, message):
         ArrivalSchedule(**kwargs)
 
 
-def test_split_evenly_and_sweep():
+def test_split_evenly():
     assert split_evenly(7, 3) == (3, 2, 2)
     assert split_evenly(2, 4) == (1, 1, 0, 0)
     assert sum(split_evenly(1001, 16)) == 1001
-    assert concurrency_sweep(1) == (1,)
-    assert concurrency_sweep(16) == (1, 2, 4, 8, 16)
-    assert concurrency_sweep(12) == (1, 2, 4, 8, 12)
-    with pytest.raises(ConfigError):
-        concurrency_sweep(0)
+    with pytest.raises(ConfigError, match="cannot split"):
+        split_evenly(3, 0)
 
 
 def test_tenant_seeds_are_deterministic_and_distinct():

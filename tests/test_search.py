@@ -6,7 +6,10 @@ from tfs_bench.errors import TfsBenchError
 from tfs_bench.load.records import RequestRecord
 from tfs_bench.load.search import STOP_MAX_PASSES
 from tfs_bench.load.search import STOP_NO_GAIN
+from tfs_bench.load.search import JudgedProbe
+from tfs_bench.load.search import PeakResult
 from tfs_bench.load.search import ProbeOutcome
+from tfs_bench.load.search import RampResult
 from tfs_bench.load.search import SearchError
 from tfs_bench.load.search import judge_probe
 from tfs_bench.load.search import peak_under_sla
@@ -120,6 +123,17 @@ def test_peak_result_json():
     result = peak_under_sla(FakeServer(37), 1.0, SLA_MS)
     d = json.loads(json.dumps(result.to_json()))
     assert (d["peak_rps"], d["lower_rate_rps"], d["upper_rate_rps"], len(d["probes"])) == (37, 37, 38, 12)
+    assert PeakResult.from_json(d) == result
+
+
+def test_an_unbracketed_peak_round_trips_and_a_peak_naming_no_probe_is_refused():
+    result = peak_under_sla(FakeServer(100), 10.0, SLA_MS, max_rate_rps=40.0)
+    assert not result.bracketed
+    assert PeakResult.from_json(json.loads(json.dumps(result.to_json()))) == result
+    with pytest.raises(ValueError, match="lower end names rate 3.0, which 0 probes have"):
+        PeakResult.from_json({**result.to_json(), "lower_rate_rps": 3.0})
+    with pytest.raises(ValueError, match="bracketed exactly when"):
+        PeakResult.from_json({**result.to_json(), "bracketed": True})
 
 
 # ----------------------------------------------------------------------------- PERSEUS ramp
@@ -174,6 +188,16 @@ def test_ramp_result_json():
     result = perseus_ramp(FakeServer(100, invalid_above=110), 20, 20, SLA_MS)
     d = json.loads(json.dumps(result.to_json()))
     assert (d["best_rate_rps"], d["sla_met"], d["stop_reason"], len(d["passes"])) == (100, True, "no_gain", 11)
+    assert RampResult.from_json(d) == result
+    with pytest.raises(ValueError, match="one of its VALID passes"):
+        RampResult.from_json({**d, "best_rate_rps": 120})  # INVALID above 110
+
+
+def test_a_judged_probe_round_trips_and_must_agree_with_its_failures():
+    judged = judge_probe(10.0, ProbeOutcome(False, ("unstable",), 9.5, 800.0), SLA_MS)
+    assert JudgedProbe.from_json(json.loads(json.dumps(judged.to_json()))) == judged
+    with pytest.raises(ValueError, match="passes exactly when"):
+        JudgedProbe(10.0, judged.outcome, True, judged.failures)
 
 
 # ----------------------------------------------------------------------------- from a real run summary

@@ -22,6 +22,10 @@ class LoadError(TfsBenchError):
     """The load generator could not measure: a target is unreachable or a worker process failed."""
 
 
+class RunFileError(TfsBenchError, ValueError):
+    """A file of a run directory is missing, of another schema version, or not what it should hold."""
+
+
 def exits_cleanly(main):
     """Wraps an absl `main`: a TfsBenchError becomes `error: <message>` and exit status 1."""
 

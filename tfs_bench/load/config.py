@@ -82,7 +82,11 @@ def parse_tenant_specs(entries: Sequence[str], targets: Sequence[str]) -> tuple[
 
 @dataclasses.dataclass(frozen=True)
 class InputSource:
-    """Where request tensors come from: seeded random values, or images from a local folder."""
+    """Where request tensors come from: seeded random values, or images from a local folder.
+
+    The folder is checked where it is read (`parse` for a flag, the request builder for a run),
+    not here, so a run.json naming a folder of another machine can still be read back.
+    """
 
     kind: str = INPUT_RANDOM
     directory: str | None = None
@@ -92,22 +96,43 @@ class InputSource:
             if self.directory is not None:
                 raise ConfigError("random input takes no directory")
         elif self.kind == INPUT_IMAGES:
-            if not self.directory or not os.path.isdir(self.directory):
+            if not self.directory:
                 raise ConfigError(f"--input=images:DIR: {self.directory!r} is not a directory")
         else:
             raise ConfigError(f"input must be 'random' or 'images:DIR', got {self.kind!r}")
 
     @classmethod
     def parse(cls, text: str) -> "InputSource":
+        """A --input value; an image folder must exist (it is made absolute)."""
         kind, sep, directory = text.partition(":")
         if kind == INPUT_IMAGES and sep:
-            return cls(INPUT_IMAGES, os.path.abspath(directory) if directory else "")
+            source = cls(INPUT_IMAGES, os.path.abspath(directory) if directory else "")
+            check_image_directory(source.directory)
+            return source
         if text == INPUT_RANDOM:
             return cls(INPUT_RANDOM)
         raise ConfigError(f"--input must be 'random' or 'images:DIR', got {text!r}")
 
     def __str__(self) -> str:
         return self.kind if self.directory is None else f"{self.kind}:{self.directory}"
+
+    def to_json(self) -> str:
+        return str(self)
+
+    @classmethod
+    def from_json(cls, text: str) -> "InputSource":
+        """The inverse of to_json (`random` or `images:DIR`, DIR as written)."""
+        kind, sep, directory = text.partition(":")
+        if kind == INPUT_IMAGES and sep:
+            return cls(INPUT_IMAGES, directory)
+        if text == INPUT_RANDOM:
+            return cls(INPUT_RANDOM)
+        raise ConfigError(f"input source must be 'random' or 'images:DIR', got {text!r}")
+
+
+def check_image_directory(directory: str) -> None:
+    if not os.path.isdir(directory):
+        raise ConfigError(f"--input=images:DIR: {directory!r} is not a directory")
 
 
 def scale_open_loop(mix: TrafficMix, total_rate_rps: float) -> TrafficMix:
@@ -201,10 +226,10 @@ class LoadConfig:
             "output_dir": self.output_dir,
             "signature_name": self.signature_name,
             "batch_size": self.batch_size,
-            "input_source": str(self.input_source),
+            "input_source": self.input_source.to_json(),
             "protocol": self.protocol,
-            "policy": _fields_json(self.policy),
-            "criteria": _fields_json(self.criteria),
+            "policy": self.policy.to_json(),
+            "criteria": self.criteria.to_json(),
             "max_outstanding": self.max_outstanding,
             "workers": self.workers,
             "seed": self.seed,
@@ -213,6 +238,29 @@ class LoadConfig:
             "connect_timeout_s": self.connect_timeout_s,
         }
 
+    @classmethod
+    def from_json(cls, d: dict) -> "LoadConfig":
+        """The config as to_json wrote it (run.json's "config"); validated again on creation."""
+        if d.get("schema_version") != SCHEMA_VERSION:
+            raise ConfigError(f"unsupported load config schema_version {d.get('schema_version')!r}")
+        return cls(
+            mix=TrafficMix.from_json(d["mix"]),
+            targets=tuple(d["targets"]),
+            output_dir=d["output_dir"],
+            signature_name=d["signature_name"],
+            batch_size=d["batch_size"],
+            input_source=InputSource.from_json(d["input_source"]),
+            protocol=d["protocol"],
+            policy=WindowPolicy.from_json(d["policy"]),
+            criteria=ValidityCriteria.from_json(d["criteria"]),
+            max_outstanding=d["max_outstanding"],
+            workers=d["workers"],
+            seed=d["seed"],
+            overwrite=d["overwrite"],
+            request_timeout_s=d["request_timeout_s"],
+            connect_timeout_s=d["connect_timeout_s"],
+        )
+
 
 def check_outstanding(max_outstanding: int, workers: int) -> None:
     if max_outstanding < workers:
@@ -220,7 +268,3 @@ def check_outstanding(max_outstanding: int, workers: int) -> None:
             f"max_outstanding ({max_outstanding}) must be at least the number of workers ({workers}): "
             "each worker takes a share of it"
         )
-
-
-def _fields_json(value) -> dict:
-    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}

@@ -8,7 +8,8 @@
 Each run starts `config.workers` worker processes (tfs_bench.load.worker) that share the
 schedule by index and write their own record files; this process reads those files as they
 grow, asks every worker to flush at each window boundary, and summarises a window only once
-every worker has flushed past its end, so windows cover all workers' records exactly.
+every worker has flushed past its end, so windows cover all workers' records exactly. The
+plan, commands and events they exchange are the records of tfs_bench.load.worker_protocol.
 Statistics, windows, stability and verdicts come from the core modules (windows, verdict,
 search); nothing here computes one.
 
@@ -22,7 +23,6 @@ import collections
 import csv
 import dataclasses
 import datetime
-import json
 import os
 import selectors
 import subprocess
@@ -35,18 +35,25 @@ from pathlib import Path
 from tfs_bench.load import run_files
 from tfs_bench.load import search
 from tfs_bench.load import request_bodies
+from tfs_bench.load import worker_protocol
 from tfs_bench.child_process import child_env
 from tfs_bench.child_process import module_argv
-from tfs_bench.errors import ConfigError
 from tfs_bench.errors import LoadError
 from tfs_bench.load.config import LoadConfig
 from tfs_bench.load.config import scale_open_loop
 from tfs_bench.load.config import with_concurrency
-from tfs_bench.load.worker import TenantShare
-from tfs_bench.load.worker import WorkerPlan
 from tfs_bench.load.records import CSV_COLUMNS
 from tfs_bench.load.records import RequestRecord
 from tfs_bench.load.request_bodies import TenantRequests
+from tfs_bench.load.run_files import ExperimentRun
+from tfs_bench.load.run_files import ExperimentSettings
+from tfs_bench.load.run_files import ExperimentSummary
+from tfs_bench.load.run_files import PeakSettings
+from tfs_bench.load.run_files import RampSettings
+from tfs_bench.load.run_files import RunManifest
+from tfs_bench.load.run_files import RunSummary
+from tfs_bench.load.run_files import SweepSettings
+from tfs_bench.load.run_files import WorkerTotals
 from tfs_bench.load.schedule import TrafficMix
 from tfs_bench.load.schedule import split_evenly
 from tfs_bench.load.search import PeakResult
@@ -61,8 +68,17 @@ from tfs_bench.load.windows import WARMUP_END
 from tfs_bench.load.windows import GeneratorUsage
 from tfs_bench.load.windows import WindowClock
 from tfs_bench.load.windows import summarize_window
+from tfs_bench.load.worker_protocol import ErrorEvent
+from tfs_bench.load.worker_protocol import Event
+from tfs_bench.load.worker_protocol import MarkCommand
+from tfs_bench.load.worker_protocol import MarkEvent
+from tfs_bench.load.worker_protocol import ReadyEvent
+from tfs_bench.load.worker_protocol import StartCommand
+from tfs_bench.load.worker_protocol import StopCommand
+from tfs_bench.load.worker_protocol import StoppedEvent
+from tfs_bench.load.worker_protocol import TenantShare
+from tfs_bench.load.worker_protocol import WorkerPlan
 
-SUMMARY_SCHEMA_VERSION = 1
 START_LEAD_S = 0.05  # workers get the start time this far ahead, so they all begin on it
 WORKER_START_TIMEOUT_S = 30.0  # a worker's own start-up (Python, grpc), on top of the connect timeout
 REPLY_TIMEOUT_S = 10.0  # how long a worker may take to answer a mark
@@ -149,14 +165,12 @@ def sweep_concurrency(
 ) -> tuple[RunResult, ...]:
     """Closed loop at each concurrency in turn (every tenant, or only `tenant`), one run each
     in `<output_dir>/concurrency-<N>`; `<output_dir>/summary.json` lists them all."""
-    if not levels or any(level < 1 for level in levels) or len(set(levels)) != len(levels):
-        raise ConfigError(f"concurrency levels must be distinct and >= 1, got {list(levels)}")
-    experiment = _Experiment(config, "sweep", {"levels": list(levels), "tenant": tenant}, observer, invocation)
+    experiment = _Experiment(config, SweepSettings(tuple(levels), tenant), observer, invocation)
     results = []
     for level in levels:
         mix = with_concurrency(config.mix, level, tenant)
-        results.append(experiment.run(f"concurrency-{level}", mix, {"concurrency": level}))
-    experiment.finish({})
+        results.append(experiment.run(f"concurrency-{level}", mix, concurrency=level))
+    experiment.finish()
     return tuple(results)
 
 
@@ -177,18 +191,14 @@ def find_peak(
     Raises SearchError (with the probes) when the first probe fails.
     """
     _probe_mix(config.mix, tenant, start_rps)  # refuses a mix that cannot be probed before any file is written
-    experiment = _Experiment(
-        config, "peak",
-        {"start_rps": start_rps, "sla_ms": sla_ms, "precision": precision, "max_rate_rps": max_rate_rps, "tenant": tenant},
-        observer,
-        invocation,
-    )
+    settings = PeakSettings(start_rps, sla_ms, precision, max_rate_rps, tenant)
+    experiment = _Experiment(config, settings, observer, invocation)
     try:
         peak = peak_under_sla(experiment.probe(tenant), start_rps, sla_ms, precision, max_rate_rps)
     except SearchError as e:
-        experiment.finish({"error": str(e), "probes": [p.to_json() for p in e.probes]})
+        experiment.finish(error=str(e), probes=e.probes)
         raise
-    experiment.finish({"peak": peak.to_json()})
+    experiment.finish(peak=peak)
     return peak
 
 
@@ -209,19 +219,14 @@ def perseus_ramp(
     while the others hold their load (PERSEUS's two-tenant protocol).
     """
     _probe_mix(config.mix, tenant, qps_start)
-    experiment = _Experiment(
-        config, "ramp",
-        {"qps_start": qps_start, "qps_delta": qps_delta, "sla_ms": sla_ms, "patience": patience,
-         "max_passes": max_passes, "tenant": tenant},
-        observer,
-        invocation,
-    )
+    settings = RampSettings(qps_start, qps_delta, sla_ms, patience, max_passes, tenant)
+    experiment = _Experiment(config, settings, observer, invocation)
     try:
         ramp = search_ramp(experiment.probe(tenant), qps_start, qps_delta, sla_ms, patience, max_passes=max_passes)
     except SearchError as e:
-        experiment.finish({"error": str(e), "probes": [p.to_json() for p in e.probes]})
+        experiment.finish(error=str(e), probes=e.probes)
         raise
-    experiment.finish({"ramp": ramp.to_json()})
+    experiment.finish(ramp=ramp)
     return ramp
 
 
@@ -231,55 +236,43 @@ class _Experiment:
     def __init__(
         self,
         config: LoadConfig,
-        kind: str,
-        settings: dict,
+        settings: ExperimentSettings,
         observer: LoadObserver | None,
         invocation: Mapping[str, object] | None,
     ):
         run_files.check_output_dir(config.output_dir, config.overwrite)
         self._config = config
         self._prepared = request_bodies.prepare(config)
-        self._kind = kind
         self._settings = settings
         self._observer = observer or LoadObserver()
         self._started_at = _now()
         self._dir = run_files.claim_output_dir(
-            config.output_dir,
-            config.overwrite,
-            {"kind": kind, "settings": settings, "config": config.to_json(), "invocation": dict(invocation or {})},
+            config.output_dir, config.overwrite, RunManifest(config, invocation or {}, settings=settings)
         )
-        self._runs: list[dict] = []
+        self._runs: list[ExperimentRun] = []
 
-    def run(self, label: str, mix, facts: dict) -> RunResult:
+    def run(self, label: str, mix, concurrency: int | None = None, rate_rps: float | None = None) -> RunResult:
         config = dataclasses.replace(self._config, mix=mix, output_dir=str(self._dir / label), overwrite=False)
         result = _run(config, self._prepared, label, self._observer, None)
-        self._runs.append({"label": label, "dir": label, **facts, "result": result.to_json()})
-        self._write({})
+        self._runs.append(ExperimentRun(label, label, result, concurrency=concurrency, rate_rps=rate_rps))
+        self._write()
         return result
 
     def probe(self, tenant: str | None) -> Callable[[float], ProbeOutcome]:
         def probe(rate_rps: float) -> ProbeOutcome:
             label = f"probe-{len(self._runs):02d}-{rate_rps:.6g}rps"
-            result = self.run(label, _probe_mix(self._config.mix, tenant, rate_rps), {"rate_rps": rate_rps})
+            result = self.run(label, _probe_mix(self._config.mix, tenant, rate_rps), rate_rps=rate_rps)
             return ProbeOutcome.from_run(result, tenant)
 
         return probe
 
-    def finish(self, outcome: dict) -> None:
-        self._write({**outcome, "finished_at": _now()})
+    def finish(self, **outcome) -> None:
+        """The last summary, with the outcome (ExperimentSummary's error/probes, peak or ramp)."""
+        self._write(finished_at=_now(), **outcome)
 
-    def _write(self, extra: dict) -> None:
-        run_files.write_json_atomic(
-            self._dir / run_files.SUMMARY_FILE,
-            {
-                "schema_version": SUMMARY_SCHEMA_VERSION,
-                "kind": self._kind,
-                "settings": self._settings,
-                "started_at": self._started_at,
-                "runs": self._runs,
-                **extra,
-            },
-        )
+    def _write(self, **outcome) -> None:
+        summary = ExperimentSummary(self._settings, self._started_at, tuple(self._runs), **outcome)
+        run_files.write_summary(self._dir, summary)
 
 
 def _probe_mix(mix: TrafficMix, tenant: str | None, rate_rps: float) -> TrafficMix:
@@ -302,9 +295,7 @@ def _run(
     invocation: Mapping[str, object] | None,
 ) -> RunResult:
     run_dir = run_files.claim_output_dir(
-        config.output_dir,
-        config.overwrite,
-        {"kind": "run", "label": label, "config": config.to_json(), "invocation": dict(invocation or {})},
+        config.output_dir, config.overwrite, RunManifest(config, invocation or {}, label=label)
     )
     observer.run_started(label, config)
     started_at = _now()
@@ -320,24 +311,13 @@ def _run(
     finally:
         windows.close()
     result = summarize_run(pool.records, clock.windows, config.policy, config.criteria)
-    run_files.write_json_atomic(
-        run_dir / run_files.SUMMARY_FILE,
-        {
-            "schema_version": SUMMARY_SCHEMA_VERSION,
-            "kind": "run",
-            "label": label,
-            "started_at": started_at,
-            "finished_at": _now(),
-            "start_ns": measurement.start_ns,
-            "warmup_end_ns": clock.warmup_end_ns,
-            "stop_reason": clock.stop_reason,
-            "workers": [
-                {"worker": w, "records_file": run_files.records_path(run_dir, w).name, "rows": s["rows"], "cpu_s": s["cpu_s"]}
-                for w, s in enumerate(stopped)
-            ],
-            "result": result.to_json(),
-        },
+    workers = tuple(
+        WorkerTotals(w, run_files.records_path(run_dir, w).name, s.rows, s.cpu_s) for w, s in enumerate(stopped)
     )
+    summary = RunSummary(
+        label, started_at, _now(), measurement.start_ns, clock.warmup_end_ns, clock.stop_reason, workers, result
+    )
+    run_files.write_summary(run_dir, summary)
     observer.run_finished(label, result)
     return result
 
@@ -420,7 +400,7 @@ class _Measurement:
                 self._observer.warmup_ended(self._label)
             else:
                 usage = tuple(
-                    GeneratorUsage(w, max(m["cpu_s"] - cpu_at_last_boundary[w], 0.0), m["loop_lag_p99_ms"])
+                    GeneratorUsage(w, max(m.cpu_s - cpu_at_last_boundary[w], 0.0), m.loop_lag_p99_ms)
                     for w, m in enumerate(marks)
                 )
                 window = summarize_window(
@@ -429,7 +409,7 @@ class _Measurement:
                 self._windows.append(window)
                 self._observer.window_closed(self._label, window)
                 clock.close_window(window)
-            cpu_at_last_boundary = [m["cpu_s"] for m in marks]
+            cpu_at_last_boundary = [m.cpu_s for m in marks]
         return clock
 
     def _take(self, records: list[RequestRecord]) -> None:
@@ -503,15 +483,14 @@ class _Worker:
         self.tail = _RecordTail(Path(plan.records_path))
         self._buffer = b""
         self.ready = False
-        self.reported_rows = 0
-        self.marks: dict[int, dict] = {}
-        self.stopped: dict | None = None
+        self.marks: dict[int, MarkEvent] = {}
+        self.stopped: StoppedEvent | None = None
         self.exited = False
-        self.send(plan.to_json())
+        self.send(plan)
 
-    def send(self, message: dict) -> None:
+    def send(self, message: WorkerPlan | worker_protocol.Command) -> None:
         try:
-            self.process.stdin.write((json.dumps(message) + "\n").encode("utf-8"))
+            self.process.stdin.write(worker_protocol.encode(message))
             self.process.stdin.flush()
         except BrokenPipeError:
             raise self.failure("stopped reading its commands") from None
@@ -529,20 +508,21 @@ class _Worker:
         self._buffer += chunk
         *lines, self._buffer = self._buffer.split(b"\n")
         for line in lines:
-            self._handle(json.loads(line))
+            try:
+                event = worker_protocol.decode_event(line)
+            except ValueError as e:
+                raise LoadError(f"load worker {self.index} sent a message the driver cannot read: {e}") from None
+            self._handle(event)
 
-    def _handle(self, message: dict) -> None:
-        event = message["event"]
-        if event == "error":
-            raise LoadError(f"load worker {self.index}: {message['message']}")
-        if event == "ready":
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, ErrorEvent):
+            raise LoadError(f"load worker {self.index}: {event.message}")
+        if isinstance(event, ReadyEvent):
             self.ready = True
-        elif event == "mark":
-            self.marks[message["end_ns"]] = message
-        elif event == "stopped":
-            self.stopped = message
-        if "rows" in message:
-            self.reported_rows = message["rows"]
+        elif isinstance(event, MarkEvent):
+            self.marks[event.end_ns] = event
+        elif isinstance(event, StoppedEvent):
+            self.stopped = event
 
     def failure(self, what: str) -> LoadError:
         try:
@@ -626,24 +606,24 @@ class _WorkerPool:
     def start(self, lead_s: float) -> int:
         start_ns = time.perf_counter_ns() + int(lead_s * 1e9)
         for worker in self._workers:
-            worker.send({"cmd": "start", "start_ns": start_ns})
+            worker.send(StartCommand(start_ns))
         return start_ns
 
-    def mark(self, end_ns: int) -> tuple[list[dict], list[RequestRecord]]:
+    def mark(self, end_ns: int) -> tuple[list[MarkEvent], list[RequestRecord]]:
         """Every worker's usage at `end_ns`, once each has written every record done before it."""
         for worker in self._workers:
-            worker.send({"cmd": "mark", "end_ns": end_ns})
+            worker.send(MarkCommand(end_ns))
         new = self._wait(
-            lambda w: end_ns in w.marks and w.tail.rows >= w.marks[end_ns]["rows"], REPLY_TIMEOUT_S, "answer a window mark"
+            lambda w: end_ns in w.marks and w.tail.rows >= w.marks[end_ns].rows, REPLY_TIMEOUT_S, "answer a window mark"
         )
         return [w.marks.pop(end_ns) for w in self._workers], new
 
-    def stop(self) -> list[dict]:
+    def stop(self) -> list[StoppedEvent]:
         """Stops every worker together, reads their last records, waits for them to exit."""
         for worker in self._workers:
-            worker.send({"cmd": "stop"})
+            worker.send(StopCommand())
         self._wait(
-            lambda w: w.stopped is not None and w.tail.rows >= w.stopped["rows"],
+            lambda w: w.stopped is not None and w.tail.rows >= w.stopped.rows,
             self._drain_timeout_s + REPLY_TIMEOUT_S,
             "stop",
         )
@@ -654,9 +634,9 @@ class _WorkerPool:
                 raise LoadError(f"load worker {worker.index} did not exit within {EXIT_TIMEOUT_S:g} s") from None
             if status != 0:
                 raise worker.failure("failed while stopping")
-            if worker.tail.rows != worker.stopped["rows"]:
+            if worker.tail.rows != worker.stopped.rows:
                 raise LoadError(
-                    f"load worker {worker.index} wrote {worker.stopped['rows']} records but {worker.tail.rows} were read"
+                    f"load worker {worker.index} wrote {worker.stopped.rows} records but {worker.tail.rows} were read"
                 )
         return [w.stopped for w in self._workers]
 

@@ -29,6 +29,8 @@ from collections.abc import Iterable
 from collections.abc import Iterator
 from pathlib import Path
 
+from tfs_bench.errors import RunFileError
+
 SCHEMA_VERSION = 1
 LATE_SEND_THRESHOLD_NS = 1_000_000  # a send more than 1 ms after its intended time is late
 STATUS_OK = "OK"
@@ -233,12 +235,22 @@ def read_records(*paths: str | os.PathLike) -> list[RequestRecord]:
 
 
 def iter_records(path: str | os.PathLike) -> Iterator[RequestRecord]:
-    """Records of one file; a last line cut short by a crash (no newline) is skipped."""
-    text = Path(path).read_text(encoding="utf-8")
+    """Records of one file; a last line cut short by a crash (no newline) is skipped.
+
+    Raises RunFileError (a ValueError) naming the file, and the line of a bad row.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise RunFileError(f"cannot read {path}: {e.strerror or e}") from None
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if reader.fieldnames is not None and tuple(reader.fieldnames) != CSV_COLUMNS:
-        raise ValueError(f"{path} is not a request record file (header {reader.fieldnames})")
+        raise RunFileError(f"{path} is not a request record file (header {reader.fieldnames})")
     for row in reader:
-        yield RequestRecord.from_row(row)
+        try:
+            record = RequestRecord.from_row(row)
+        except (ValueError, TypeError) as e:  # TypeError: a row with fewer columns than the header
+            raise RunFileError(f"{path}:{reader.line_num}: {e}") from None
+        yield record

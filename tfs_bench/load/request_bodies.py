@@ -39,6 +39,7 @@ from tfs_bench.errors import ModelError
 from tfs_bench.load.config import INPUT_IMAGES
 from tfs_bench.load.config import InputSource
 from tfs_bench.load.config import LoadConfig
+from tfs_bench.load.config import check_image_directory
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
 MAX_BODIES = 64
@@ -90,6 +91,8 @@ def prepare(config: LoadConfig) -> dict[str, TenantRequests]:
     """Every tenant's request bodies, from each model's metadata; raises a clear error when a
     target is unreachable (within the connect timeout), a model is not served, or its
     signature cannot be fed."""
+    if config.input_source.kind == INPUT_IMAGES:
+        check_image_directory(config.input_source.directory)
     for target in sorted({config.target_of(t) for t in config.mix.tenants}):
         check_reachable(target, config.connect_timeout_s)
     signatures: dict[tuple[str, str], dict[str, tuple[InputSpec, ...]]] = {}
@@ -292,6 +295,7 @@ def image_batches(inputs: Sequence[InputSpec], batch_size: int, directory: str) 
 
 
 def image_files(directory: str) -> list[Path]:
+    check_image_directory(directory)
     paths = sorted(p for p in Path(directory).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}")

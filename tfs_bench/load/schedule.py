@@ -12,7 +12,7 @@ Workers share a schedule by index: worker w of W takes arrivals w, w + W, w + 2W
 regenerating the schedule from the seed, so their union is exactly the single-worker schedule.
 
 Closed loop: a tenant keeps `concurrency` requests outstanding; workers split it as evenly as
-integers allow. A sweep runs concurrencies 1, 2, 4, … up to a maximum.
+integers allow.
 """
 
 from __future__ import annotations
@@ -87,14 +87,6 @@ def split_evenly(total: int, workers: int) -> tuple[int, ...]:
         raise ConfigError(f"cannot split {total} over {workers} workers")
     base, extra = divmod(total, workers)
     return tuple(base + (w < extra) for w in range(workers))
-
-
-def concurrency_sweep(max_concurrency: int) -> tuple[int, ...]:
-    """1, 2, 4, … ≤ max_concurrency, ending with max_concurrency itself."""
-    if max_concurrency < 1:
-        raise ConfigError(f"max concurrency must be >= 1, got {max_concurrency}")
-    levels = [1 << k for k in range(max_concurrency.bit_length()) if 1 << k <= max_concurrency]
-    return tuple(levels) if levels[-1] == max_concurrency else (*levels, max_concurrency)
 
 
 # ----------------------------------------------------------------------------- traffic mixes

@@ -88,6 +88,11 @@ class JudgedProbe:
     passed: bool
     failures: tuple[str, ...]  # why it did not pass: its INVALID reasons, then the SLA
 
+    def __post_init__(self):
+        object.__setattr__(self, "failures", tuple(self.failures))
+        if self.passed == bool(self.failures):
+            raise ValueError("a probe passes exactly when it has no failures")
+
     def to_json(self) -> dict:
         return {
             "rate_rps": self.rate_rps,
@@ -95,6 +100,10 @@ class JudgedProbe:
             "failures": list(self.failures),
             "outcome": self.outcome.to_json(),
         }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "JudgedProbe":
+        return cls(d["rate_rps"], ProbeOutcome.from_json(d["outcome"]), d["passed"], tuple(d["failures"]))
 
 
 def judge_probe(rate_rps: float, outcome: ProbeOutcome, sla_bound_ms: float) -> JudgedProbe:
@@ -124,7 +133,15 @@ class RampResult:
     sla_met: bool  # whether the best pass's SLA percentile is within the bound
     stop_reason: str
 
+    def __post_init__(self):
+        object.__setattr__(self, "passes", tuple(self.passes))
+        if self.best not in self.passes or not self.best.outcome.valid:
+            raise ValueError("the best pass of a ramp is one of its VALID passes")
+        if self.stop_reason not in (STOP_NO_GAIN, STOP_MAX_PASSES):
+            raise ValueError(f"ramp stop_reason must be {STOP_NO_GAIN!r} or {STOP_MAX_PASSES!r}, got {self.stop_reason!r}")
+
     def to_json(self) -> dict:
+        """The passes, with the best pass named by its rate (rates of a ramp are distinct)."""
         return {
             "best_rate_rps": self.best.rate_rps,
             "best_throughput_rps": self.best.outcome.throughput_rps,
@@ -132,6 +149,12 @@ class RampResult:
             "stop_reason": self.stop_reason,
             "passes": [p.to_json() for p in self.passes],
         }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RampResult":
+        passes = tuple(JudgedProbe.from_json(p) for p in d["passes"])
+        best = _probe_at(passes, d["best_rate_rps"], "the ramp's best pass")
+        return cls(passes, best, d["sla_met"], d["stop_reason"])
 
 
 def perseus_ramp(
@@ -180,7 +203,17 @@ class PeakResult:
     precision: float
     probes: tuple[JudgedProbe, ...]  # in the order they ran
 
+    def __post_init__(self):
+        object.__setattr__(self, "probes", tuple(self.probes))
+        if self.lower not in self.probes or not self.lower.passed or self.peak_rps != self.lower.rate_rps:
+            raise ValueError("the peak is the rate of one of the search's passing probes")
+        if self.bracketed != (self.upper is not None):
+            raise ValueError("a peak is bracketed exactly when it has an upper, failing probe")
+        if self.upper is not None and (self.upper not in self.probes or self.upper.passed):
+            raise ValueError("the upper end of a peak's bracket is one of the search's failing probes")
+
     def to_json(self) -> dict:
+        """The probes, with the bracket's ends named by their rates (a search never repeats one)."""
         return {
             "peak_rps": self.peak_rps,
             "peak_throughput_rps": self.lower.outcome.throughput_rps,
@@ -190,6 +223,20 @@ class PeakResult:
             "upper_rate_rps": self.upper.rate_rps if self.upper else None,
             "probes": [p.to_json() for p in self.probes],
         }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "PeakResult":
+        probes = tuple(JudgedProbe.from_json(p) for p in d["probes"])
+        lower = _probe_at(probes, d["lower_rate_rps"], "the peak's lower end")
+        upper = None if d["upper_rate_rps"] is None else _probe_at(probes, d["upper_rate_rps"], "the peak's upper end")
+        return cls(d["peak_rps"], lower, upper, d["bracketed"], d["precision"], probes)
+
+
+def _probe_at(probes: tuple[JudgedProbe, ...], rate_rps: float, what: str) -> JudgedProbe:
+    matches = [p for p in probes if p.rate_rps == rate_rps]
+    if len(matches) != 1:
+        raise ValueError(f"{what} names rate {rate_rps!r}, which {len(matches)} probes have (not 1)")
+    return matches[0]
 
 
 def peak_under_sla(

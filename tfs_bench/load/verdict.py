@@ -61,6 +61,13 @@ class ValidityCriteria:
             if not 0 < getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in (0, 1], got {getattr(self, name)}")
 
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ValidityCriteria":
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
+
 
 def check_policy(policy: WindowPolicy, criteria: ValidityCriteria) -> None:
     """Refuses settings under which no run could be VALID (the pooled windows too short)."""

@@ -23,7 +23,6 @@ records, so worker processes on one host share them.
 
 from __future__ import annotations
 
-import bisect
 import collections
 import dataclasses
 from collections.abc import Callable
@@ -82,6 +81,13 @@ class WindowPolicy:
             stats.percentile_field(self.sla_percentile)
         except ValueError as e:
             raise ConfigError(f"sla_percentile: {e}") from None
+
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> "WindowPolicy":
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
 
 
 # ----------------------------------------------------------------------------- summaries
@@ -309,18 +315,6 @@ def window_policy(
 def records_between(records: Iterable[RequestRecord], start_ns: int, end_ns: int) -> list[RequestRecord]:
     """The records that completed in [start_ns, end_ns)."""
     return [r for r in records if start_ns <= r.done_ns < end_ns]
-
-
-def assign_to_windows(records: Iterable[RequestRecord], boundaries_ns: Sequence[int]) -> list[list[RequestRecord]]:
-    """Window k = [boundaries_ns[k], boundaries_ns[k+1]); records outside every window are left out."""
-    if len(boundaries_ns) < 2 or any(a >= b for a, b in zip(boundaries_ns, boundaries_ns[1:])):
-        raise ValueError(f"need at least two strictly increasing boundaries, got {list(boundaries_ns)}")
-    windows: list[list[RequestRecord]] = [[] for _ in range(len(boundaries_ns) - 1)]
-    for record in records:
-        k = bisect.bisect_right(boundaries_ns, record.done_ns) - 1
-        if 0 <= k < len(windows):
-            windows[k].append(record)
-    return windows
 
 
 def is_client_bound(generator: Iterable[GeneratorUsage], duration_s: float, policy: WindowPolicy) -> bool:

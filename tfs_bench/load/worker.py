@@ -21,20 +21,14 @@ Every record is created on the loop thread and stamped `done_ns` there, so a flu
 watermark is W (taken on the same thread) holds every record with done_ns < W: the parent can
 close a window exactly once each worker has flushed past its end.
 
-Pipe protocol, one JSON object per line. Parent → worker on stdin: the plan, then
-{"cmd": "start", "start_ns"}, {"cmd": "mark", "end_ns"} (any number), {"cmd": "stop"}.
-Worker → parent on its stdout: {"event": "ready"}, {"event": "flushed", "watermark_ns", "rows"},
-{"event": "mark", "end_ns", "watermark_ns", "rows", "cpu_s", "loop_lag_p99_ms"},
-{"event": "stopped", "watermark_ns", "rows", "cpu_s"}, or {"event": "error", "message"}.
+The plan, the parent's commands and this process's events are the records of
+`tfs_bench.load.worker_protocol`, one JSON line each on stdin and stdout.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import dataclasses
 import heapq
-import json
 import os
 import resource
 import signal
@@ -52,78 +46,26 @@ from tfs_bench.load.records import RequestRecord
 from tfs_bench.load.schedule import ArrivalSchedule
 from tfs_bench.load.transport import Transport
 from tfs_bench.load.transport import open_transport
+from tfs_bench.load.worker_protocol import Command
+from tfs_bench.load.worker_protocol import ErrorEvent
+from tfs_bench.load.worker_protocol import Event
+from tfs_bench.load.worker_protocol import FlushedEvent
+from tfs_bench.load.worker_protocol import MarkCommand
+from tfs_bench.load.worker_protocol import MarkEvent
+from tfs_bench.load.worker_protocol import ReadyEvent
+from tfs_bench.load.worker_protocol import StartCommand
+from tfs_bench.load.worker_protocol import StopCommand
+from tfs_bench.load.worker_protocol import StoppedEvent
+from tfs_bench.load.worker_protocol import TenantShare
+from tfs_bench.load.worker_protocol import WorkerPlan
+from tfs_bench.load.worker_protocol import decode_command
+from tfs_bench.load.worker_protocol import decode_plan
+from tfs_bench.load.worker_protocol import encode
 from tfs_bench.ticker import Ticker
 
 _MAX_ARRIVALS_PER_HANDOFF = 256
 _MAX_REST_THREADS = 64
 _PLAN_LINE_LIMIT = 1 << 30  # plans carry request bodies (images): allow long lines
-
-
-@dataclasses.dataclass(frozen=True)
-class TenantShare:
-    """One tenant as one worker runs it."""
-
-    tenant: str
-    model: str
-    target: str
-    batch_size: int
-    bodies: tuple[bytes, ...]
-    rest_path: str
-    rate_rps: float | None = None  # the tenant's whole rate; the worker takes every W-th arrival
-    arrival: str = "poisson"
-    seed: int = 0
-    concurrency: int = 0  # this worker's closed-loop slots (0 with an open-loop tenant)
-    max_outstanding: int = 1  # this worker's cap on the tenant's requests in flight (open loop)
-
-    def __post_init__(self):
-        object.__setattr__(self, "bodies", tuple(self.bodies))
-        if not self.bodies:
-            raise ValueError(f"tenant {self.tenant!r} has no request body")
-        if self.rate_rps is not None and self.concurrency:
-            raise ValueError(f"tenant {self.tenant!r} cannot be open and closed loop at once")
-        if self.concurrency < 0 or self.max_outstanding < 1:
-            raise ValueError(f"tenant {self.tenant!r}: concurrency >= 0 and max_outstanding >= 1 required")
-
-    def to_json(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["bodies"] = [base64.b64encode(b).decode("ascii") for b in self.bodies]
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict) -> "TenantShare":
-        fields = {f.name: d[f.name] for f in dataclasses.fields(cls)}
-        fields["bodies"] = tuple(base64.b64decode(b) for b in d["bodies"])
-        return cls(**fields)
-
-
-@dataclasses.dataclass(frozen=True)
-class WorkerPlan:
-    worker: int
-    workers: int
-    protocol: str
-    tenants: tuple[TenantShare, ...]
-    records_path: str
-    flush_interval_s: float = 0.1
-    request_timeout_s: float = 30.0
-    connect_timeout_s: float = 10.0
-    drain_timeout_s: float = 5.0  # at stop, how long requests in flight may still complete
-    lag_probe_interval_s: float = 0.05
-
-    def __post_init__(self):
-        object.__setattr__(self, "tenants", tuple(self.tenants))
-        if not 0 <= self.worker < self.workers:
-            raise ValueError(f"worker must be in [0, {self.workers}), got {self.worker}")
-
-    def to_json(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["tenants"] = [t.to_json() for t in self.tenants]
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict) -> "WorkerPlan":
-        fields = {f.name: d[f.name] for f in dataclasses.fields(cls)}
-        fields["tenants"] = tuple(TenantShare.from_json(t) for t in d["tenants"])
-        return cls(**fields)
 
 
 def process_cpu_s() -> float:
@@ -225,7 +167,7 @@ class _Tenant:
 class WorkerEngine:
     """Runs one worker's share on the current event loop; see the module docstring."""
 
-    def __init__(self, plan: WorkerPlan, send: Callable[[dict], None]):
+    def __init__(self, plan: WorkerPlan, send: Callable[[Event], None]):
         self._plan = plan
         self._send = send
         self._loop = asyncio.get_running_loop()
@@ -351,24 +293,17 @@ class WorkerEngine:
                 rows = self._rows
                 watermark_ns = self._flush()
                 if self._rows != rows:
-                    self._send({"event": "flushed", "watermark_ns": watermark_ns, "rows": self._rows})
+                    self._send(FlushedEvent(watermark_ns, self._rows))
         except asyncio.CancelledError:
             raise
         except BaseException as e:  # a write that fails must end the run, not go unnoticed
             self._fail(e)
 
-    def mark(self, end_ns: int) -> dict:
+    def mark(self, end_ns: int) -> MarkEvent:
         watermark_ns = self._flush()
-        return {
-            "event": "mark",
-            "end_ns": end_ns,
-            "watermark_ns": watermark_ns,
-            "rows": self._rows,
-            "cpu_s": process_cpu_s(),
-            "loop_lag_p99_ms": self._lag.take_p99_ms(),
-        }
+        return MarkEvent(end_ns, watermark_ns, self._rows, process_cpu_s(), self._lag.take_p99_ms())
 
-    async def stop(self) -> dict:
+    async def stop(self) -> StoppedEvent:
         """Stops sending, lets requests in flight finish (bounded), writes the rest; joins every thread."""
         self._stopping = True
         if self._pacer is not None:
@@ -384,7 +319,7 @@ class WorkerEngine:
             await asyncio.gather(self._flusher, return_exceptions=True)
         self._lag.stop()
         watermark_ns = self._flush()
-        return {"event": "stopped", "watermark_ns": watermark_ns, "rows": self._rows, "cpu_s": process_cpu_s()}
+        return StoppedEvent(watermark_ns, self._rows, process_cpu_s())
 
     async def close(self) -> None:
         self._stopping = True
@@ -397,16 +332,19 @@ class WorkerEngine:
 
 
 class _Commands:
-    """Reads the parent's JSON lines from stdin on the event loop."""
+    """Reads the parent's lines from stdin on the event loop."""
 
     def __init__(self, reader: asyncio.StreamReader):
         self._reader = reader
 
-    async def next(self) -> dict:
+    async def plan(self) -> WorkerPlan:
+        return decode_plan(await self._reader.readline())
+
+    async def next(self) -> Command:
         line = await self._reader.readline()
         if not line:
-            return {"cmd": "stop"}  # the parent is gone: stop cleanly
-        return json.loads(line)
+            return StopCommand()  # the parent is gone: stop cleanly
+        return decode_command(line)
 
 
 async def _open_stdin() -> _Commands:
@@ -416,17 +354,17 @@ async def _open_stdin() -> _Commands:
     return _Commands(reader)
 
 
-async def serve(send: Callable[[dict], None]) -> None:
+async def serve(send: Callable[[Event], None]) -> None:
     commands = await _open_stdin()
-    plan = WorkerPlan.from_json(await commands.next())
+    plan = await commands.plan()
     engine = WorkerEngine(plan, send)
     try:
         await engine.connect()
-        send({"event": "ready"})
+        send(ReadyEvent())
         command = await commands.next()
-        if command["cmd"] != "start":
+        if not isinstance(command, StartCommand):
             return
-        engine.start(command["start_ns"])
+        engine.start(command.start_ns)
         while True:
             reading = asyncio.ensure_future(commands.next())
             await asyncio.wait({reading, engine.failed}, return_when=asyncio.FIRST_COMPLETED)
@@ -434,9 +372,9 @@ async def serve(send: Callable[[dict], None]) -> None:
                 reading.cancel()
                 engine.failed.result()  # raises the failure
             command = reading.result()
-            if command["cmd"] == "mark":
-                send(engine.mark(command["end_ns"]))
-            elif command["cmd"] == "stop":
+            if isinstance(command, MarkCommand):
+                send(engine.mark(command.end_ns))
+            elif isinstance(command, StopCommand):
                 break
         send(await engine.stop())
     finally:
@@ -449,13 +387,13 @@ def main() -> int:
     protocol_fd = os.dup(1)
     os.dup2(2, 1)  # stray prints go to the worker's log, not into the protocol
 
-    def send(message: dict) -> None:
-        os.write(protocol_fd, (json.dumps(message) + "\n").encode("utf-8"))
+    def send(event: Event) -> None:
+        os.write(protocol_fd, encode(event))
 
     try:
         asyncio.run(serve(send))
     except TfsBenchError as e:
-        send({"event": "error", "message": str(e)})
+        send(ErrorEvent(str(e)))
         return 1
     return 0
 

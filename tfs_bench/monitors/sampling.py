@@ -2,8 +2,7 @@
 
 One thread samples both, so a CPU sample and the GPU samples of the same tick are taken back to
 back. The thread's timer is `Event.wait(interval)`, the same event that stop() sets, so stopping
-never waits out an interval. Samples are kept in memory (for clipping to windows) and, when a
-log is given, appended to it one tick per flushed batch.
+never waits out an interval. Samples are kept in memory, for clipping to windows.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from tfs_bench.monitors.gpu import GpuSampler
 from tfs_bench.ticker import Ticker
 from tfs_bench.ticker import TickerError
 from tfs_bench.monitors.samples import GPU_OFF, GpuStatus, MonitorSamples, WindowResources
-from tfs_bench.monitors.sample_log import SampleLogWriter
 from tfs_bench.monitors.clipping import baseline_resources, clip_to_windows
 
 DEFAULT_INTERVAL_S = 0.5
@@ -46,20 +44,18 @@ class ResourceMonitor:
         gpu: GpuSampler | None = None,
         *,
         interval_s: float = DEFAULT_INTERVAL_S,
-        log: SampleLogWriter | None = None,
         stop_timeout_s: float = 5.0,
     ):
         if not 0 < interval_s <= MAX_INTERVAL_S:
             raise ValueError(f"interval_s must be in (0, {MAX_INTERVAL_S}], got {interval_s}")
         if stop_timeout_s <= 0:
             raise ValueError(f"stop_timeout_s must be > 0, got {stop_timeout_s}")
-        self._cpu, self._gpu, self._log = cpu, gpu, log
+        self._cpu, self._gpu = cpu, gpu
         self._interval_s = interval_s
         self._stop_timeout_s = stop_timeout_s
         self._lock = threading.Lock()
         self._ticker: Ticker | None = None
         self._started = False
-        self._status_logged = False
         self._samples = {"baseline": ([], []), "run": ([], [])}
 
     @property
@@ -139,9 +135,3 @@ class ResourceMonitor:
             if cpu_sample is not None:
                 cpu.append(cpu_sample)
             gpu.extend(gpu_samples)
-        if self._log is not None:
-            records = [] if self._status_logged else [self.gpu_status]
-            self._status_logged = True
-            self._log.write(
-                phase, records + ([cpu_sample] if cpu_sample is not None else []) + list(gpu_samples)
-            )
