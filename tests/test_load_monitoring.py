@@ -17,10 +17,10 @@ from serving_process import write_config
 from tfs_bench.plan import plan_files
 from tfs_bench import tfs_protos
 from tfs_bench.load.config import LoadConfig
-from tfs_bench.load.resource_log import IdleBaseline
-from tfs_bench.load.resource_log import MonitoredWindow
+from tfs_bench.load.resources_file import IdleBaseline
+from tfs_bench.load.resources_file import MonitoredWindow
 from tfs_bench.load.resource_log import MonitoringObserver
-from tfs_bench.load.resource_log import read_resources
+from tfs_bench.load.resources_file import read_resources
 from tfs_bench.load.run_files import read_windows
 from tfs_bench.load.driver import ChainedObserver
 from tfs_bench.load.driver import LoadObserver

@@ -21,9 +21,9 @@ from tfs_bench.load.run_files import WindowLog
 from tfs_bench.load.run_files import WorkerTotals
 from tfs_bench.load.run_files import check_output_dir
 from tfs_bench.load.run_files import claim_output_dir
-from tfs_bench.load.run_files import format_result
-from tfs_bench.load.run_files import format_runs
-from tfs_bench.load.run_files import format_window
+from tfs_bench.load.console import format_result
+from tfs_bench.load.console import format_runs
+from tfs_bench.load.console import format_window
 from tfs_bench.load.run_files import read_manifest
 from tfs_bench.load.run_files import read_summary
 from tfs_bench.load.run_files import read_windows

@@ -22,7 +22,9 @@ from absl import app
 from absl import flags
 
 from tfs_bench.load import resource_log
+from tfs_bench.load import resources_file
 from tfs_bench.load import run_files
+from tfs_bench.load import console
 from tfs_bench.load import driver
 from tfs_bench.load import search
 from tfs_bench import addresses
@@ -114,12 +116,12 @@ _CONNECT_TIMEOUT_S = flags.DEFINE_float("connect_timeout_s", _RUN["connect_timeo
 _SERVER_PIDS = flags.DEFINE_list(
     "server_pids", None,
     f"Server processes to monitor, as name=pid,...: CPU and memory of each process tree per window, with "
-    f"GPU and an idle baseline, in <run>/{resource_log.RESOURCES_FILE}.",
+    f"GPU and an idle baseline, in <run>/{resources_file.RESOURCES_FILE}.",
 )
 _METRICS_URL = flags.DEFINE_multi_string(
     "metrics_url", None,
     f"Prometheus page of a server (repeat the flag or give a comma list), scraped at each window boundary "
-    f"for the server-side latency breakdown in <run>/{resource_log.RESOURCES_FILE}.",
+    f"for the server-side latency breakdown in <run>/{resources_file.RESOURCES_FILE}.",
 )
 
 # Flags that belong to some modes only; None (their default) means "not given".
@@ -312,10 +314,10 @@ class _Printer(driver.LoadObserver):
         _say(f"[{label}] {tenants}; {config.workers} worker(s); warm-up {config.policy.warmup_s:g} s")
 
     def window_closed(self, label, window):
-        _say(run_files.format_window(label, window, self._sla_percentile))
+        _say(console.format_window(label, window, self._sla_percentile))
 
     def run_finished(self, label, result):
-        _say(run_files.format_result(label, result, self._sla_ms))
+        _say(console.format_result(label, result, self._sla_ms))
 
 
 def _monitoring() -> resource_log.MonitoringObserver | None:
@@ -350,7 +352,7 @@ def _measure(config: LoadConfig, observer: driver.LoadObserver) -> None:
     if mode == "closed":
         levels = tuple(int(c) for c in _CONCURRENCY.value or ["1"])
         results = driver.sweep_concurrency(config, levels, observer, invocation=invocation())
-        _say("concurrency sweep:\n" + run_files.format_runs(zip((f"concurrency-{n}" for n in levels), results)))
+        _say("concurrency sweep:\n" + console.format_runs(zip((f"concurrency-{n}" for n in levels), results)))
     elif mode == "open":
         driver.run_load(config, observer, label=f"open-{_RATE.value:g}rps", invocation=invocation())
     elif mode == "ramp":
@@ -360,14 +362,14 @@ def _measure(config: LoadConfig, observer: driver.LoadObserver) -> None:
             max_passes=_RAMP_MAX_PASSES.value or search.DEFAULT_MAX_PASSES,
             observer=observer, invocation=invocation(),
         )
-        _say(run_files.format_ramp(ramp, _SLA_PERCENTILE.value, _SLA_MS.value))
+        _say(console.format_ramp(ramp, _SLA_PERCENTILE.value, _SLA_MS.value))
     else:
         peak = driver.find_peak(
             config, _QPS_START.value, _SLA_MS.value,
             precision=_PEAK_PRECISION.value or search.DEFAULT_PRECISION,
             max_rate_rps=_MAX_RATE.value, observer=observer, invocation=invocation(),
         )
-        _say(run_files.format_peak(peak, _SLA_PERCENTILE.value, _SLA_MS.value))
+        _say(console.format_peak(peak, _SLA_PERCENTILE.value, _SLA_MS.value))
 
 
 def run():

@@ -1,17 +1,17 @@
-"""resources.jsonl: its baseline and window lines written through ResourceLog and read back equal."""
+"""resources.jsonl: its typed lines written by ResourceLog and read back by read_resources."""
 
 import json
 
 import pytest
 
 from tfs_bench.errors import RunFileError
-from tfs_bench.load.resource_log import RESOURCES_FILE
-from tfs_bench.load.resource_log import IdleBaseline
-from tfs_bench.load.resource_log import MonitoredWindow
-from tfs_bench.load.resource_log import ResourceLog
-from tfs_bench.load.resource_log import TenantBreakdown
-from tfs_bench.load.resource_log import UrlMetricsDelta
-from tfs_bench.load.resource_log import read_resources
+from tfs_bench.load.resources_file import RESOURCES_FILE
+from tfs_bench.load.resources_file import IdleBaseline
+from tfs_bench.load.resources_file import MonitoredWindow
+from tfs_bench.load.resources_file import ResourceLog
+from tfs_bench.load.resources_file import TenantBreakdown
+from tfs_bench.load.resources_file import UrlMetricsDelta
+from tfs_bench.load.resources_file import read_resources
 from tfs_bench.monitors.breakdown import latency_breakdown
 from tfs_bench.monitors.breakdown import metrics_delta
 from tfs_bench.monitors.clipping import baseline_resources
