@@ -1,4 +1,5 @@
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -8,6 +9,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # TensorFlow's C++ start-up chatter is noise in test logs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def exactly(message: str) -> str:
+    """A `pytest.raises(match=...)` pattern for exactly this message (an error names its problem)."""
+    return f"^{re.escape(message)}$"
 
 
 def run_env() -> dict:

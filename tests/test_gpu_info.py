@@ -1,6 +1,7 @@
-"""NVML is faked at the module seam: this machine has no GPU."""
+"""NVML is faked at the module seam, and the real one is checked against the GPU sampler."""
 
 from fake_nvml import FakeNvml
+from tfs_bench.monitors.gpu import GpuSampler
 from tfs_bench.plan import gpu_info
 
 
@@ -16,6 +17,13 @@ def test_no_driver_means_unknown_not_a_crash():
     assert gpu_info.total_memory_bytes(nvml=nvml) is None
 
 
-def test_real_nvml_on_this_machine_answers_without_raising():
+def test_real_nvml_on_this_machine_agrees_with_the_gpu_sampler():
+    # Two readers of the same driver: the plan's memory lookup and the load run's GPU sampler.
     total = gpu_info.total_memory_bytes()
-    assert total is None or total > 0
+    with GpuSampler() as sampler:
+        samples = sampler.sample()
+    if sampler.status.status == "ok":
+        assert total is not None and total > 0 and total == samples[0].memory_total_bytes
+    else:
+        assert total is None
+    assert gpu_info.total_memory_bytes(sampler.status.device_count) is None  # one past the last GPU

@@ -25,6 +25,7 @@ from tfs_bench.load.run_files import read_windows
 from tfs_bench.load.driver import ChainedObserver
 from tfs_bench.load.driver import LoadObserver
 from tfs_bench.load.driver import run_load
+from tfs_bench.monitors.gpu import GpuSampler
 from tfs_bench.monitors.scrape import metrics_url
 from tfs_bench.load.schedule import TenantLoad
 from tfs_bench.load.schedule import TrafficMix
@@ -63,7 +64,12 @@ def test_each_window_gets_server_cpu_and_a_latency_breakdown(server, tmp_path):
     baseline, *lines = read_resources(tmp_path / "run")
     windows = read_windows(tmp_path / "run")
     assert isinstance(baseline, IdleBaseline) and baseline.resources.cpu_samples >= 2
-    assert baseline.gpu_status.status == "unavailable" and baseline.gpu_status.reason
+    # The run reports this machine's GPUs as NVML sees them, with or without a GPU: "ok" with
+    # every device, or "unavailable" with the reason and none.
+    with GpuSampler() as machine:
+        expected = machine.status
+    assert baseline.gpu_status == expected
+    assert bool(expected.reason) == (expected.status == "unavailable")
     assert all(isinstance(line, MonitoredWindow) for line in lines)
     assert [line.window for line in lines] == [w.index for w in windows]
     for line, window in zip(lines, windows):
@@ -71,7 +77,8 @@ def test_each_window_gets_server_cpu_and_a_latency_breakdown(server, tmp_path):
         assert (resources.start_ns, resources.end_ns) == (window.start_ns, window.end_ns)
         [tfs] = resources.servers
         assert tfs.root_pid == server.process.pid and tfs.cpu_s > 0
-        assert resources.gpu_status.status == "unavailable"
+        assert resources.gpu_status == expected
+        assert [g.index for g in resources.gpus] == list(range(expected.device_count))
         tenant = line.breakdown[MODEL]
         assert tenant.status == "ok", tenant
         breakdown = tenant.breakdown

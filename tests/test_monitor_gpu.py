@@ -1,4 +1,4 @@
-"""The GPU sampler against a fake NVML module: this machine has no GPU."""
+"""The GPU sampler against a fake NVML module, and against the real one with or without a GPU."""
 
 from fake_nvml import GIB, FakeNvml, FakeNvmlError, clock_from, device
 
@@ -79,8 +79,20 @@ def test_an_error_mid_run_makes_that_sample_missing_and_the_next_one_recovers():
         assert [s.utilisation_percent for s in sampler.sample()] == [50.0, 90.0]
 
 
+# Every reason open() can give for a machine without a usable GPU.
+UNAVAILABLE_REASONS = ("pynvml (nvidia-ml-py) is not installed", "nvmlInit failed: ", "listing GPUs failed: ",
+                       "NVML found no GPU")
+
+
 def test_real_nvml_on_this_machine_answers_without_raising():
     with GpuSampler() as sampler:
         samples = sampler.sample()
-    assert sampler.status.status in ("ok", "unavailable")
-    assert len(samples) == sampler.status.device_count
+    status = sampler.status
+    if status.status == "ok":  # a sample per GPU, in index order, each knowing its board's memory
+        assert status.device_count >= 1 and status.reason is None
+        assert [s.index for s in samples] == list(range(status.device_count))
+        assert all(s.missing or s.memory_total_bytes > 0 for s in samples)
+    else:  # no GPU: one of the reasons there can be, and nothing sampled
+        assert status.status == "unavailable" and status.device_count == 0
+        assert status.reason.startswith(UNAVAILABLE_REASONS), status.reason
+        assert samples == ()

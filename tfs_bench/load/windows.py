@@ -13,8 +13,8 @@ records, so worker processes on one host share them.
   server cannot hang the run (such a short-of-requests window is judged by the verdict).
 - Warm-up ends likewise after `warmup_s` and `warmup_requests` (both, when both are given).
 - Stable: for every tenant, each of the last `stability_windows` windows is within
-  ±`stability_tolerance` of those windows' mean, on throughput and on the SLA percentile of
-  response time (perf_analyzer's rule, applied to both). The run stops when every tenant is
+  ±`stability_tolerance` of those windows' mean (bounds included, compared exactly), on
+  throughput and on the SLA percentile of response time (perf_analyzer's rule, applied to both). The run stops when every tenant is
   stable, or after `max_windows`.
 - A window is *client-bound* when the load generator was the bottleneck: a worker process used
   ≥ `client_cpu_saturation` of a core, or its event loop's p99 lag reached the late-send
@@ -29,6 +29,7 @@ from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
+from fractions import Fraction
 
 from tfs_bench import stats
 from tfs_bench.errors import ConfigError
@@ -385,26 +386,31 @@ def instability_reasons(history: Sequence[LoadSummary], policy: WindowPolicy) ->
         "throughput": [s.throughput_rps for s in last],
         f"p{p:g} response time": [s.response_time.at(p) for s in last],
     }
+    # Compared exactly, with the tolerance read as the decimal it prints as: in floating point,
+    # 110/100 − 1 exceeds 0.1 while 90/100 − 1 does not, so a window exactly 10% above the mean
+    # would fail and one exactly 10% below would pass.
+    tolerance = Fraction(str(policy.stability_tolerance))
     reasons = []
     for name, values in series.items():
         if any(v is None for v in values):
             reasons.append(f"{name}: a window among the last {count} had no successful request")
             continue
         low, high = _relative_spread(values)
-        if low < -policy.stability_tolerance or high > policy.stability_tolerance:
+        if low < -tolerance or high > tolerance:
             reasons.append(
-                f"{name} of the last {count} windows ranged {low:+.1%} to {high:+.1%} of their mean "
+                f"{name} of the last {count} windows ranged {float(low):+.1%} to {float(high):+.1%} of their mean "
                 f"(±{policy.stability_tolerance:.0%} allowed)"
             )
     return tuple(reasons)
 
 
-def _relative_spread(values: Sequence[float]) -> tuple[float, float]:
-    """(min, max) of value/mean − 1; all-zero values do not spread."""
-    mean = sum(values) / len(values)
+def _relative_spread(values: Sequence[float]) -> tuple[Fraction, Fraction]:
+    """(min, max) of value/mean − 1, exactly; all-zero values do not spread."""
+    exact = [Fraction(v) for v in values]
+    mean = sum(exact) / len(exact)
     if mean == 0:
-        return 0.0, 0.0
-    return min(values) / mean - 1, max(values) / mean - 1
+        return Fraction(0), Fraction(0)
+    return min(exact) / mean - 1, max(exact) / mean - 1
 
 
 def tenants_stable(windows: Sequence[WindowSummary], policy: WindowPolicy) -> bool:

@@ -1,0 +1,323 @@
+"""GPU memory fractions, core sets, thread settings and every request bound, exactly at the edge.
+
+Companion of test_placement.py. GPU totals here are round numbers of bytes (10⁷), so a footprint
+is a fraction to the digit: 1,231,000 bytes of 10,000,000 is 0.1231.
+"""
+
+import pytest
+
+from conftest import exactly
+from tfs_bench.errors import ConfigError
+from tfs_bench.errors import ModelError
+from tfs_bench.export import modelcard
+from tfs_bench.plan import placement
+
+TOTAL = 10_000_000  # bytes of the fake GPU
+
+
+def card(name: str, gpu_peak_bytes: int | None) -> modelcard.ModelCard:
+    footprint = modelcard.Footprint(
+        load_time_s=1.0, peak_rss_bytes=2048, rss_increase_bytes=1024, gpu_peak_bytes=gpu_peak_bytes,
+        device="cpu" if gpu_peak_bytes is None else "gpu",
+    )
+    return modelcard.ModelCard(
+        model=name, export_name=name, version=1, input_encoding="float32", signature_name="serving_default",
+        inputs=(modelcard.TensorInfo("images", "float32", (-1, 8, 8, 3)),),
+        outputs=(modelcard.TensorInfo("probabilities", "float32", (-1, 10)),),
+        parameters=10, flops_per_image=20, savedmodel_bytes=100, savedmodel_sha256="0" * 64,
+        export_key="k", weights="random(seed=0)", exported_at="2026-01-01T00:00:00+00:00",
+        export_time_s=1.0, footprint=footprint, versions={},
+    )
+
+
+def model(name: str, gpu_bytes: int | None = None, versions=(1,)) -> placement.ModelEntry:
+    return placement.ModelEntry(name=name, base_path=f"/models/{name}", versions=versions, card=card(name, gpu_bytes))
+
+
+def gpu_plan(*models, **kwargs) -> placement.Plan:
+    kwargs = {"hosting": "multi_process", "device": "gpu", "gpu_memory_bytes": TOTAL, "gpu_memory_headroom": 0.0,
+              **kwargs}
+    return placement.make_plan(placement.PlanRequest(models=tuple(models), **kwargs))
+
+
+def cpu_plan(*models, **kwargs) -> placement.Plan:
+    kwargs = {"hosting": "multi_process", "device": "cpu", **kwargs}
+    return placement.make_plan(placement.PlanRequest(models=tuple(models), **kwargs))
+
+
+def request(*models, **kwargs) -> placement.PlanRequest:
+    kwargs = {"hosting": "dedicated", "device": "cpu", **kwargs}
+    return placement.PlanRequest(models=tuple(models) or (model("a"),), **kwargs)
+
+
+# ----------------------------------------------------------------------------- GPU fractions
+
+
+@pytest.mark.parametrize(
+    "need_bytes, fraction",
+    [
+        (1_231_000, 0.124),  # 0.1231 rounds *up*: to nearest it would be 0.123, below the need
+        (1_239_000, 0.124),  # 0.1239: up and nearest agree
+        (1_500_000, 0.15),  # exactly 0.150: no extra thousandth
+        (1_499_999, 0.15),  # just under
+        (1_500_001, 0.151),  # one byte over 0.15 of the GPU
+        (1, 0.001),  # the smallest share
+        (TOTAL, 1.0),  # the whole GPU
+    ],
+)
+def test_a_fraction_is_the_need_rounded_up_to_a_thousandth(need_bytes, fraction):
+    plan = gpu_plan(model("a", need_bytes))
+    assert plan.servers[0].gpu_memory_fraction == fraction
+    assert plan.notes == (f"a: GPU memory fraction {fraction} from its measured footprint",)
+
+
+def test_headroom_is_added_before_rounding():
+    # 1,000,000 bytes + 23% = 1,230,000 → 0.123 exactly; + 23.1% → 0.1231 → 0.124.
+    assert gpu_plan(model("a", 1_000_000), gpu_memory_headroom=0.23).servers[0].gpu_memory_fraction == 0.123
+    assert gpu_plan(model("a", 1_000_000), gpu_memory_headroom=0.231).servers[0].gpu_memory_fraction == 0.124
+
+
+def test_an_explicit_fraction_exactly_at_the_need_is_accepted():
+    plan = gpu_plan(model("a", 5_000_000), gpu_memory_fractions={"a": 0.5})
+    assert plan.servers[0].gpu_memory_fraction == 0.5 and plan.notes == ()
+
+
+def test_an_explicit_fraction_just_under_the_need_is_refused():
+    with pytest.raises(ConfigError, match=r"^GPU memory fraction 0\.499 for a is below its need 0\.500 "):
+        gpu_plan(model("a", 5_000_000), gpu_memory_fractions={"a": 0.499})
+
+
+def test_fractions_summing_to_exactly_one_fit():
+    plan = gpu_plan(model("a", 5_000_000), model("b", 5_000_000))
+    assert [s.gpu_memory_fraction for s in plan.servers] == [0.5, 0.5]
+
+
+def test_fractions_just_over_one_do_not_fit():
+    with pytest.raises(ConfigError, match=exactly(
+        "GPU memory fractions sum to 1.001 > 1: a=0.5, b=0.501; these models do not fit on one GPU together"
+    )):
+        gpu_plan(model("a", 5_000_000), model("b", 5_000_001))
+
+
+def test_footprints_need_the_gpus_total_memory():
+    with pytest.raises(ConfigError, match=exactly(
+        "GPU memory fractions need the GPU's total memory: none was detected; pass --gpu_memory_gib"
+    )):
+        gpu_plan(model("a", 1), gpu_memory_bytes=None)
+
+
+def test_multi_model_fits_when_the_footprints_fill_the_gpu_exactly():
+    plan = gpu_plan(model("a", 6_000_000), model("b", 4_000_000), hosting="multi_model")
+    assert plan.servers[0].gpu_memory_fraction is None
+    with pytest.raises(ConfigError, match="exceed one GPU's memory"):
+        gpu_plan(model("a", 6_000_000), model("b", 4_000_001), hosting="multi_model")
+
+
+# ----------------------------------------------------------------------------- CPU core sets and threads
+
+
+def test_as_many_servers_as_cores_get_one_core_each():
+    plan = cpu_plan(model("a"), model("b"), cpu_cores=(5, 3))
+    assert [(s.cpu_set, s.threads) for s in plan.servers] == [
+        ((3,), placement.Threads(intra_op=1, inter_op=1)),
+        ((5,), placement.Threads(intra_op=1, inter_op=1)),
+    ]
+
+
+def test_core_sets_are_contiguous_in_sorted_order_and_ignore_repeats():
+    plan = cpu_plan(model("a"), model("b"), model("c"), cpu_cores=(7, 0, 3, 1, 2, 3, 6, 5, 4))
+    assert [s.cpu_set for s in plan.servers] == [(0, 1, 2), (3, 4, 5), (6, 7)]
+
+
+def test_no_cores_is_refused_by_name():
+    with pytest.raises(ConfigError, match=exactly("multi_process on CPU needs the usable cores (none were given)")):
+        cpu_plan(model("a"), cpu_cores=())
+
+
+def test_too_many_servers_for_the_cores_says_what_to_do():
+    with pytest.raises(ConfigError, match=exactly(
+        "multi_process on CPU pins each server to its own cores, but 3 servers do not fit on 2 cores (4-5); "
+        "use fewer models, more cores (--cpu_cores), or --hosting=multi_model"
+    )):
+        cpu_plan(model("a"), model("b"), model("c"), cpu_cores=(4, 5))
+
+
+@pytest.mark.parametrize("intra_op, oversubscribed", [(2, False), (3, True)], ids=["at", "outside"])
+def test_user_threads_oversubscribe_only_beyond_the_pinned_cores(intra_op, oversubscribed):
+    plan = cpu_plan(model("a"), model("b"), cpu_cores=(0, 1, 2, 3), threads=placement.Threads(intra_op=intra_op))
+    expected = [f"{n}: {intra_op} intra-op threads on 2 pinned cores oversubscribes them" for n in "ab"]
+    assert list(plan.notes) == (expected if oversubscribed else [])
+
+
+@pytest.mark.parametrize("field", ["intra_op", "inter_op", "session"])
+def test_each_negative_thread_count_is_refused(field):
+    with pytest.raises(ConfigError, match=exactly("thread counts must be >= 0")):
+        placement.Threads(**{field: -1})
+
+
+def test_all_three_thread_settings_are_refused_with_the_reason():
+    with pytest.raises(ConfigError, match=exactly(
+        "set --tensorflow_session_parallelism or the intra/inter-op pair, not all three "
+        "(tensorflow_model_server refuses that combination)"
+    )):
+        placement.Threads(intra_op=1, inter_op=1, session=1)
+
+
+def test_thread_flags():
+    assert placement.Threads(intra_op=3, inter_op=1).flags() == [
+        "--tensorflow_intra_op_parallelism=3",
+        "--tensorflow_inter_op_parallelism=1",
+    ]
+    assert placement.Threads().flags() == []
+
+
+# ----------------------------------------------------------------------------- the plan's servers
+
+
+def test_a_multi_model_plan_is_one_server_named_all_models():
+    plan = placement.make_plan(request(model("a"), model("b", versions=(1, 2)), hosting="multi_model",
+                                       host="10.0.0.7"))
+    (server,) = plan.servers
+    assert (server.name, server.host) == ("all_models", "10.0.0.7")
+    assert server.models == (
+        placement.HostedModel("a", "/models/a", (1,), {}),
+        placement.HostedModel("b", "/models/b", (2,), {}),
+    )
+    assert plan.notes == ()
+
+
+def test_a_plan_carries_the_requests_choices():
+    batching = placement.BatchingSpec(max_batch_size=8)
+    policy = placement.VersionPolicy.parse("all")
+    plan = placement.make_plan(request(model("a"), hosting="dedicated", device="gpu", batching=batching,
+                                       version_policy=policy))
+    assert (plan.hosting, plan.device, plan.batching, plan.version_policy) == ("dedicated", "gpu", batching, policy)
+    assert plan.notes == ("dedicated servers are meant to run one at a time, each with the whole device",)
+
+
+def test_missing_and_unserved_versions_are_listed():
+    with pytest.raises(ModelError, match=r"^model 'a' has no version 3, 4 under /models/a \(found 1, 2\)$"):
+        placement.make_plan(request(model("a", versions=(1, 2)), version_policy=placement.VersionPolicy.parse(
+            "specific:1,3,4")))
+    with pytest.raises(ConfigError, match=r"\(served: 2, 3\)$"):
+        placement.make_plan(request(model("a", versions=(1, 2, 3)), version_policy=placement.VersionPolicy.parse(
+            "latest:2"), version_labels={"a": {"old": 1}}))
+
+
+# ----------------------------------------------------------------------------- request bounds
+
+
+def test_no_models_is_refused_by_name():
+    with pytest.raises(ConfigError, match=exactly("no models to place")):
+        placement.PlanRequest(models=(), hosting="dedicated", device="cpu")
+
+
+def test_every_duplicate_name_is_listed():
+    with pytest.raises(ConfigError, match=exactly("duplicate model names: a, b (TF Serving rejects them)")):
+        request(model("a"), model("b"), model("a"), model("b"))
+
+
+@pytest.mark.parametrize("headroom, refused", [(0.0, False), (9.99, False), (10.0, True), (10.5, True), (-0.01, True)])
+def test_gpu_memory_headroom_bounds(headroom, refused):
+    if refused:
+        with pytest.raises(ConfigError, match=exactly(f"gpu_memory_headroom must be in [0, 10), got {headroom}")):
+            request(gpu_memory_headroom=headroom)
+    else:
+        assert request(gpu_memory_headroom=headroom).gpu_memory_headroom == headroom
+
+
+@pytest.mark.parametrize("fraction, refused", [(0.0, True), (0.001, False), (1.0, False), (1.5, True)])
+def test_explicit_fraction_bounds(fraction, refused):
+    if refused:
+        with pytest.raises(ConfigError, match=exactly(f"GPU memory fraction of a must be in (0, 1], got {fraction}")):
+            request(gpu_memory_fractions={"a": fraction})
+    else:
+        assert request(gpu_memory_fractions={"a": fraction}).gpu_memory_fractions == {"a": fraction}
+
+
+def test_settings_for_models_not_in_the_plan_are_listed():
+    with pytest.raises(ConfigError, match=exactly("GPU memory fractions given for models not in the plan: x, y")):
+        request(gpu_memory_fractions={"y": 0.1, "x": 0.1})
+    with pytest.raises(ConfigError, match=exactly("version labels given for models not in the plan: x, y")):
+        request(version_labels={"y": {"s": 1}, "x": {"s": 1}})
+
+
+@pytest.mark.parametrize(
+    "port_base, models, refused",
+    [(1, 1, False), (0, 1, True), (65534, 1, False), (65535, 1, True), (65532, 2, False), (65533, 2, True)],
+)
+def test_every_port_must_be_in_1_to_65535(port_base, models, refused):
+    entries = [model(n) for n in "ab"[:models]]
+    last = port_base + 2 * models - 1
+    if refused:
+        with pytest.raises(ConfigError, match=exactly(f"ports {port_base}..{last} are outside 1..65535")):
+            request(*entries, port_base=port_base)
+    else:
+        plan = placement.make_plan(request(*entries, port_base=port_base))
+        assert plan.servers[-1].rest_port == last
+
+
+def test_a_model_without_versions_is_refused_by_name():
+    with pytest.raises(ModelError, match=exactly("model 'a' has no versions under /models/a")):
+        placement.ModelEntry(name="a", base_path="/models/a", versions=(), card=None)
+
+
+# ----------------------------------------------------------------------------- batching bounds
+
+
+def test_the_smallest_legal_batching():
+    spec = placement.BatchingSpec(max_batch_size=1, batch_timeout_micros=0, max_enqueued_batches=1,
+                                  num_batch_threads=1, allowed_batch_sizes=(1,))
+    assert spec.allowed_batch_sizes == (1,)
+
+
+def test_a_negative_batch_timeout_is_refused():
+    with pytest.raises(ConfigError, match=exactly("batching batch_timeout_micros must be >= 0, got -1")):
+        placement.BatchingSpec(batch_timeout_micros=-1)
+
+
+@pytest.mark.parametrize("sizes", [(2, 2, 8), (0, 8), (-1, 8)], ids=["repeated", "zero first", "negative first"])
+def test_allowed_batch_sizes_must_be_positive_and_strictly_increasing(sizes):
+    with pytest.raises(ConfigError, match=r"^allowed_batch_sizes must be positive and strictly increasing"):
+        placement.BatchingSpec(max_batch_size=8, allowed_batch_sizes=sizes)
+
+
+def test_the_last_allowed_size_is_named_when_it_is_not_the_maximum():
+    with pytest.raises(ConfigError, match=exactly(
+        "the last allowed_batch_sizes entry (8) must equal max_batch_size (16), as TF Serving requires"
+    )):
+        placement.BatchingSpec(max_batch_size=16, allowed_batch_sizes=(2, 4, 8))
+
+
+# ----------------------------------------------------------------------------- files and lists
+
+
+def test_a_model_entry_reads_the_newest_versions_card(tmp_path):
+    base = tmp_path / "m"
+    for version in (1, 2):
+        (base / str(version)).mkdir(parents=True)
+        (base / str(version) / "saved_model.pb").write_bytes(b"")
+    newest = card("m", 123)
+    modelcard.write_card(base / "2", newest)
+    entry = placement.load_model_entry("m", str(base))
+    assert (entry.name, entry.base_path, entry.versions, entry.card) == ("m", str(base), (1, 2), newest)
+    assert entry.gpu_footprint_bytes == 123
+
+
+def test_version_directories_messages_name_the_problem(tmp_path):
+    base = tmp_path / "m"
+    (base / "assets").mkdir(parents=True)
+    with pytest.raises(ModelError, match=exactly(
+        f"{base} has no numeric version directories (expected {base}/1/saved_model.pb); "
+        "TF Serving would never make this model AVAILABLE"
+    )):
+        placement.version_dirs(base)
+    (base / "2").mkdir()
+    (base / "10").mkdir()
+    with pytest.raises(ModelError, match=exactly(f"{base}: version directories without saved_model.pb: 10, 2")):
+        placement.version_dirs(base)
+
+
+def test_a_single_core_range_and_labels_in_any_case():
+    assert placement.parse_core_list("3-3") == (3,)
+    assert placement.parse_version_labels("a:Stable-2=4") == {"a": {"Stable-2": 4}}

@@ -1,0 +1,254 @@
+"""Every VALID/INVALID bound exactly at, just inside and just outside, and the records' checks.
+
+Companion of the verdict tests in test_windows.py. A run here is three 5 s windows of 400
+requests each (1,200 attempts), so a count of faults is an exact fraction: 12 of 1,200 is 1%,
+the default bound, and 12/1200 is the same double as 0.01 (both are the double nearest 1/100).
+"""
+
+import dataclasses
+import json
+
+import pytest
+
+from conftest import exactly
+from tfs_bench.errors import ConfigError
+from tfs_bench.load.records import RequestRecord
+from tfs_bench.load.verdict import InvalidReason
+from tfs_bench.load.verdict import RunResult
+from tfs_bench.load.verdict import ValidityCriteria
+from tfs_bench.load.verdict import Verdict
+from tfs_bench.load.verdict import check_policy
+from tfs_bench.load.verdict import summarize_run
+from tfs_bench.load.windows import GeneratorUsage
+from tfs_bench.load.windows import WindowPolicy
+from tfs_bench.load.windows import summarize_window
+
+S = 1_000_000_000
+MS = 1_000_000
+POLICY = WindowPolicy()  # 5 s windows, 3 pooled, p95
+BOUNDS = (0, 5 * S, 10 * S, 15 * S)
+PER_WINDOW = 400
+ATTEMPTS = 3 * PER_WINDOW
+
+
+def record(done_ns, tenant="a", status="OK", late=False, latency_ms=10):
+    intended = done_ns - latency_ms * MS
+    if status == "DROPPED":
+        return RequestRecord(tenant, tenant, done_ns, None, done_ns, 1, status, 0, 0)
+    return RequestRecord(tenant, tenant, intended, intended + (2 * MS if late else 0), done_ns, 1, status, 8, 0)
+
+
+def records_of(tenant="a", faults=0, fault=None, latency_ms=10):
+    """1,200 attempts spread evenly over the three windows; `faults` of them, spread evenly too,
+    made by `fault(done_ns, tenant)`."""
+    step = 5 * S // PER_WINDOW
+    faulty = set(range(0, ATTEMPTS, ATTEMPTS // faults)[:faults]) if faults else set()
+    out = []
+    for i in range(ATTEMPTS):
+        done = BOUNDS[i // PER_WINDOW] + (i % PER_WINDOW) * step
+        out.append(fault(done, tenant) if i in faulty else record(done, tenant, latency_ms=latency_ms))
+    return out
+
+
+def judge(records, criteria=ValidityCriteria(), generator=None, tenants=("a",), bounds=BOUNDS):
+    offered = dict.fromkeys(tenants, 80.0)
+    windows = [
+        summarize_window(k, a, b, records, offered, POLICY, (generator or {}).get(k, ()))
+        for k, (a, b) in enumerate(zip(bounds, bounds[1:]))
+    ]
+    return summarize_run(records, windows, POLICY, criteria)
+
+
+def codes(result):
+    return [r.code for r in result.verdict.reasons]
+
+
+def unavailable(done, tenant):
+    return record(done, tenant, status="UNAVAILABLE")
+
+
+def late(done, tenant):
+    return record(done, tenant, late=True)
+
+
+def dropped(done, tenant):
+    return record(done, tenant, status="DROPPED")
+
+
+# ----------------------------------------------------------------------------- per-tenant bounds
+
+
+@pytest.mark.parametrize("fault, code", [(unavailable, "errors"), (late, "late_sends"), (dropped, "dropped")])
+@pytest.mark.parametrize("faults, invalid", [(11, False), (12, True), (13, True)], ids=["inside", "at", "outside"])
+def test_error_late_and_dropped_bounds_are_reached_at_exactly_the_bound(fault, code, faults, invalid):
+    result = judge(records_of(faults=faults, fault=fault))
+    assert codes(result) == ([code] if invalid else [])
+
+
+def test_a_drop_under_the_bound_is_no_reason():
+    result = judge(records_of(faults=1, fault=dropped))
+    assert result.verdict.valid and result.tenants["a"].pooled.dropped == 1
+
+
+def test_exact_messages_at_the_bounds():
+    errors = judge(records_of(faults=12, fault=unavailable)).verdict.reasons[0].message
+    assert errors == "error rate 1.00% ≥ bound 1.00% (UNAVAILABLE: 12)"
+    lateness = judge(records_of(faults=12, fault=late)).verdict.reasons[0].message
+    assert lateness == "1.00% of sends were more than 1 ms late (bound 1.00%)"
+    drops = judge(records_of(faults=12, fault=dropped)).verdict.reasons[0].message
+    assert drops == "12 requests (1.00%) dropped at the outstanding-request cap (bound 1.00%)"
+
+
+def test_every_error_code_is_listed_in_order():
+    # 20 errors, alternately UNAVAILABLE (first) and ABORTED: listed by code, not by arrival.
+    nth_error = iter(range(20))
+    records = [
+        dataclasses.replace(r, status_code="ABORTED") if r.status_code == "UNAVAILABLE" and next(nth_error) % 2 else r
+        for r in records_of(faults=20, fault=unavailable)
+    ]
+    message = judge(records).verdict.reasons[0].message
+    assert message == "error rate 1.67% ≥ bound 1.00% (ABORTED: 10, UNAVAILABLE: 10)"
+
+
+@pytest.mark.parametrize(
+    "min_requests, invalid", [(1_199, False), (1_200, False), (1_201, True)], ids=["inside", "at", "outside"]
+)
+def test_min_requests_is_met_by_exactly_that_many(min_requests, invalid):
+    result = judge(records_of(), ValidityCriteria(min_requests=min_requests))
+    assert codes(result) == (["too_few_requests"] if invalid else [])
+
+
+@pytest.mark.parametrize(
+    "min_duration_s, invalid", [(14.999, False), (15.0, False), (15.001, True)], ids=["inside", "at", "outside"]
+)
+def test_min_duration_is_met_by_exactly_that_long(min_duration_s, invalid):
+    result = judge(records_of(), ValidityCriteria(min_duration_s=min_duration_s))
+    assert codes(result) == (["too_short"] if invalid else [])
+
+
+@pytest.mark.parametrize("min_duration_s, refused", [(15.0, False), (15.001, True)], ids=["at", "outside"])
+def test_a_policy_exactly_as_long_as_the_minimum_is_accepted(min_duration_s, refused):
+    criteria = ValidityCriteria(min_duration_s=min_duration_s)
+    if refused:
+        with pytest.raises(ConfigError, match="are shorter than the minimum duration"):
+            check_policy(POLICY, criteria)
+    else:
+        check_policy(POLICY, criteria)  # 3 windows × 5 s = 15 s
+
+
+# ----------------------------------------------------------------------------- client saturation
+
+
+def test_saturated_windows_are_listed_by_index():
+    usage = [GeneratorUsage(0, 4.6)]  # 92% of a core over 5 s
+    message = judge(records_of(), generator={0: usage, 2: usage}).verdict.reasons[0].message
+    assert message == "load generator was the bottleneck in window(s) 0, 2 (busiest worker at 92% of a core)"
+
+
+def test_a_window_marked_client_bound_without_usage_reads_zero_cpu():
+    # A window read back from a file may say client_bound with no generator usage recorded.
+    records = records_of()
+    windows = [summarize_window(k, a, b, records, {"a": 80.0}, POLICY) for k, (a, b) in enumerate(zip(BOUNDS, BOUNDS[1:]))]
+    windows[1] = dataclasses.replace(windows[1], client_bound=True)
+    result = summarize_run(records, windows, POLICY, ValidityCriteria())
+    assert [(r.code, r.message) for r in result.verdict.reasons] == [
+        ("client_saturated", "load generator was the bottleneck in window(s) 1 (busiest worker at 0% of a core)")
+    ]
+
+
+# ----------------------------------------------------------------------------- criteria and records
+
+
+def test_the_loosest_criteria_are_legal():
+    # No minimum at all, and every fraction allowed up to 100%: half the requests failing is
+    # then no reason (each window keeps 200 successes, so the run is still stable).
+    criteria = ValidityCriteria(
+        min_duration_s=0.0, min_requests=0, max_error_rate=1.0, max_late_fraction=1.0, max_dropped_fraction=1.0
+    )
+    result = judge(records_of(faults=600, fault=unavailable), criteria)
+    assert result.verdict.valid and result.tenants["a"].pooled.error_rate == 0.5
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"min_duration_s": -0.001}, {"min_requests": -1}, {"min_duration_s": -1.0, "min_requests": -1}],
+    ids=["duration", "requests", "both"],
+)
+def test_negative_minimums_are_refused(kwargs):
+    with pytest.raises(ConfigError, match=exactly("min_duration_s and min_requests must be >= 0")):
+        ValidityCriteria(**kwargs)
+
+
+@pytest.mark.parametrize("name", ["max_error_rate", "max_late_fraction", "max_dropped_fraction"])
+@pytest.mark.parametrize("value", [0.0, 1.5, 1.0001])
+def test_fraction_bounds_outside_0_1_are_refused(name, value):
+    with pytest.raises(ConfigError, match=exactly(f"{name} must be in (0, 1], got {value}")):
+        ValidityCriteria(**{name: value})
+
+
+def test_an_unknown_reason_code_is_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match=r"^reason code must be one of \('unstable', .*\), got 'slow'$"):
+        InvalidReason("slow", "x")
+
+
+def test_verdict_keeps_its_reasons_as_a_tuple_and_writes_them():
+    reason = InvalidReason("too_short", "measured 1.0 s < minimum 10 s")
+    verdict = Verdict([reason])
+    assert verdict.reasons == (reason,)
+    assert verdict.to_json() == {
+        "valid": False,
+        "reasons": [{"code": "too_short", "message": "measured 1.0 s < minimum 10 s"}],
+    }
+    assert Verdict().to_json() == {"valid": True, "reasons": []}
+
+
+def test_run_result_keeps_tuples_and_needs_a_tenant():
+    result = judge(records_of())
+    again = dataclasses.replace(result, windows=list(result.windows), pooled_windows=[0, 1, 2])
+    assert again.windows == result.windows and again.pooled_windows == (0, 1, 2)
+    with pytest.raises(ValueError, match=exactly("a run has at least one tenant")):
+        dataclasses.replace(result, tenants={})
+
+
+@pytest.mark.parametrize("version, shown", [(2, "2"), (None, "None")])
+def test_a_run_result_of_another_schema_is_refused_naming_it(version, shown):
+    d = judge(records_of()).to_json()
+    d["schema_version"] = version
+    if version is None:
+        del d["schema_version"]
+    with pytest.raises(ValueError, match=exactly(f"unsupported run result schema_version {shown}")):
+        RunResult.from_json(json.loads(json.dumps(d)))
+
+
+def test_the_sla_latency_of_one_tenant_is_its_own():
+    records = records_of("a", latency_ms=10) + records_of("b", latency_ms=30)
+    result = judge(records, tenants=("a", "b"))
+    # Every request of a takes 10 ms and of b 30 ms; together, p95 of the 2,400 is b's 30 ms.
+    assert (result.sla_latency_ms("a"), result.sla_latency_ms("b"), result.sla_latency_ms()) == (10.0, 30.0, 30.0)
+
+
+# ----------------------------------------------------------------------------- contiguous windows
+
+
+def windows_of(records):
+    return [summarize_window(k, a, b, records, {"a": 80.0}, POLICY) for k, (a, b) in enumerate(zip(BOUNDS, BOUNDS[1:]))]
+
+
+def test_a_run_without_windows_is_refused():
+    with pytest.raises(ValueError, match=exactly("a run needs at least one measurement window")):
+        summarize_run([], [], POLICY, ValidityCriteria())
+
+
+def test_windows_out_of_order_are_refused():
+    records = records_of()
+    windows = windows_of(records)
+    with pytest.raises(ValueError, match=exactly("window 0 has index 1")):
+        summarize_run(records, windows[1:], POLICY, ValidityCriteria())
+
+
+def test_windows_with_other_tenants_are_refused():
+    records = records_of()
+    windows = windows_of(records)
+    other = summarize_window(2, 10 * S, 15 * S, [], {"b": 80.0}, POLICY)
+    with pytest.raises(ValueError, match=exactly("window 2 has other tenants than window 0")):
+        summarize_run(records, windows[:2] + [other], POLICY, ValidityCriteria())

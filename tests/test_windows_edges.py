@@ -1,0 +1,285 @@
+"""Stability, client-bound marking and every record's validation exactly at their bounds.
+
+Companion of test_windows.py. Records and policies are built inside each test (not in
+parametrize lists), so each check runs the code under test when the test runs.
+"""
+
+import dataclasses
+import json
+
+import pytest
+
+from conftest import exactly
+from tfs_bench.errors import ConfigError
+from tfs_bench.load.windows import GeneratorUsage
+from tfs_bench.load.windows import LoadSummary
+from tfs_bench.load.windows import WindowClock
+from tfs_bench.load.windows import WindowPolicy
+from tfs_bench.load.windows import WindowSummary
+from tfs_bench.load.windows import instability_reasons
+from tfs_bench.load.windows import is_client_bound
+from tfs_bench.load.windows import summarize_window
+from tfs_bench.load.windows import tenants_stable
+from tfs_bench.load.windows import window_policy
+from tfs_bench.stats import summarize_latencies
+
+S = 1_000_000_000
+MS = 1_000_000
+
+
+def load(requests: int, p95_ms: float = 10.0) -> LoadSummary:
+    """One second with `requests` successes, all taking `p95_ms` (so throughput = requests)."""
+    latency = summarize_latencies([round(p95_ms * MS)] * requests)
+    return LoadSummary(1.0, requests, {}, 0, 0, requests, None, latency, latency)
+
+
+# ----------------------------------------------------------------------------- stability ±10%, both sides
+
+# Three windows whose mean is 100: the first is off by the given percentage, the other two
+# share the rest equally, so only the first can reach the bound.
+SPREADS = {
+    "+9% (inside)": ((109, 95.5, 95.5), True),
+    "+10% (at)": ((110, 95, 95), True),
+    "+11% (outside)": ((111, 94.5, 94.5), False),
+    "-9% (inside)": ((91, 104.5, 104.5), True),
+    "-10% (at)": ((90, 105, 105), True),
+    "-11% (outside)": ((89, 105.5, 105.5), False),
+}
+
+
+@pytest.mark.parametrize("case", list(SPREADS))
+def test_throughput_stability_at_each_side_of_the_tolerance(case):
+    values, stable = SPREADS[case]
+    # Throughput is requests per second, so whole numbers: scale by 2 (mean 200, same ratios).
+    history = [load(round(2 * v)) for v in values]
+    reasons = instability_reasons(history, WindowPolicy())
+    assert [r.partition(" of the last")[0] for r in reasons] == ([] if stable else ["throughput"])
+
+
+@pytest.mark.parametrize("case", list(SPREADS))
+def test_sla_percentile_stability_at_each_side_of_the_tolerance(case):
+    values, stable = SPREADS[case]
+    history = [load(200, p95_ms=v / 10) for v in values]  # p95 of 10.9, 9.55, 9.55 ms and so on
+    reasons = instability_reasons(history, WindowPolicy())
+    assert [r.partition(" of the last")[0] for r in reasons] == ([] if stable else ["p95 response time"])
+
+
+def test_the_message_gives_both_sides_of_the_spread():
+    reasons = instability_reasons([load(222), load(189), load(189)], WindowPolicy())
+    # Mean 200: 222 is +11.0%, 189 is −5.5%.
+    assert reasons == ("throughput of the last 3 windows ranged -5.5% to +11.0% of their mean (±10% allowed)",)
+
+
+def test_another_tolerance_is_compared_exactly_too():
+    # ±5%: 105 and 95 around a mean of 100 are exactly at the bound, 106 is over it.
+    policy = WindowPolicy(stability_tolerance=0.05)
+    assert instability_reasons([load(105), load(95), load(100)], policy) == ()
+    assert instability_reasons([load(106), load(94), load(100)], policy) != ()
+
+
+def test_a_window_without_success_is_reported_once_the_throughput_is_judged():
+    # Throughput (two windows of 100, one of 0) is judged as well as the missing p95.
+    reasons = instability_reasons([load(100), load(100), load(0)], WindowPolicy())
+    assert reasons == (
+        "throughput of the last 3 windows ranged -100.0% to +50.0% of their mean (±10% allowed)",
+        "p95 response time: a window among the last 3 had no successful request",
+    )
+
+
+def test_no_windows_are_never_stable():
+    assert tenants_stable([], WindowPolicy()) is False
+
+
+# ----------------------------------------------------------------------------- client-bound
+
+
+@pytest.mark.parametrize(
+    "cpu_s, bound", [(4.45, False), (4.5, True), (4.55, True), (1.0, False)], ids=["inside", "at", "outside", "low"]
+)
+def test_client_cpu_saturation_is_per_second_of_the_window(cpu_s, bound):
+    # 5 s windows: 4.5 CPU-seconds is 90% of a core, the bound; 1 CPU-second is 20%.
+    assert is_client_bound([GeneratorUsage(0, cpu_s)], 5.0, WindowPolicy()) is bound
+
+
+@pytest.mark.parametrize("lag_ms, bound", [(0.99, False), (1.0, True), (1.01, True)], ids=["inside", "at", "outside"])
+def test_event_loop_lag_bound(lag_ms, bound):
+    assert is_client_bound([GeneratorUsage(0, 0.0, loop_lag_p99_ms=lag_ms)], 5.0, WindowPolicy()) is bound
+
+
+# ----------------------------------------------------------------------------- window_policy
+
+
+@pytest.mark.parametrize("window_s, window_max_s", [(2.0, 30.0), (5.0, 30.0), (10.0, 60.0)])
+def test_window_policy_caps_a_window_at_six_times_its_length_but_never_below_30_s(window_s, window_max_s):
+    policy = window_policy(window_s=window_s, warmup_s=1.5, window_min_requests=7, max_windows=4,
+                           sla_percentile=99.0, stability_tolerance=0.2)
+    assert policy == WindowPolicy(window_s=window_s, window_min_requests=7, window_max_s=window_max_s, warmup_s=1.5,
+                                  max_windows=4, sla_percentile=99.0, stability_tolerance=0.2)
+
+
+def test_window_policy_defaults_are_the_policys():
+    assert window_policy() == WindowPolicy()
+
+
+# ----------------------------------------------------------------------------- policy bounds
+
+
+def test_the_tightest_legal_policy():
+    # Windows under 1 s, a window as long as its cap, no minimum requests, one window judged
+    # (and at most one), a tolerance just under 1, saturation only at a whole core.
+    policy = WindowPolicy(window_s=0.5, window_max_s=0.5, window_min_requests=0, warmup_requests=0, warmup_s=0.0,
+                          stability_windows=1, max_windows=1, stability_tolerance=0.999, client_cpu_saturation=1.0)
+    assert (policy.window_s, policy.max_windows) == (0.5, 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"window_s": 0.0}, "need 0 < window_s <= window_max_s, got 0.0 and 30.0"),
+        ({"window_s": 30.5}, "need 0 < window_s <= window_max_s, got 30.5 and 30.0"),
+        ({"window_min_requests": -1}, "warm-up and window minimums must be >= 0"),
+        ({"warmup_requests": -1}, "warm-up and window minimums must be >= 0"),
+        ({"warmup_s": -0.1}, "warm-up and window minimums must be >= 0"),
+        ({"stability_windows": 0}, "stability_windows must be >= 1, got 0"),
+        (
+            {"stability_windows": 4, "max_windows": 3},
+            "max_windows must be at least 4 (stability compares the last 4 windows), got 3",
+        ),
+        ({"stability_tolerance": 0.0}, "stability_tolerance must be in (0, 1), got 0.0"),
+        ({"stability_tolerance": 1.0}, "stability_tolerance must be in (0, 1), got 1.0"),
+        ({"stability_tolerance": 1.5}, "stability_tolerance must be in (0, 1), got 1.5"),
+        ({"client_cpu_saturation": 0.0}, "client_cpu_saturation must be in (0, 1], got 0.0"),
+        ({"client_cpu_saturation": 1.5}, "client_cpu_saturation must be in (0, 1], got 1.5"),
+        (
+            {"sla_percentile": 97.0},
+            "sla_percentile: percentile 97.0 is not reported; choose one of (50.0, 90.0, 95.0, 99.0, 99.9)",
+        ),
+    ],
+)
+def test_each_policy_bound_on_its_own(kwargs, message):
+    with pytest.raises(ConfigError, match=exactly(message)):
+        WindowPolicy(**kwargs)
+
+
+def test_as_many_windows_as_stability_compares_is_enough():
+    assert WindowPolicy(stability_windows=3, max_windows=3).max_windows == 3
+
+
+# ----------------------------------------------------------------------------- generator usage
+
+
+def test_idle_generator_usage_is_plausible():
+    assert GeneratorUsage(0, 0.0).loop_lag_p99_ms is None
+    assert GeneratorUsage(0, 0.0, loop_lag_p99_ms=0.0).loop_lag_p99_ms == 0.0
+
+
+@pytest.mark.parametrize(
+    "args", [(-1, 1.0, None), (0, -0.5, None), (0, 1.0, -0.1), (-1, -0.5, -0.1)], ids=["worker", "cpu", "lag", "all"]
+)
+def test_each_implausible_generator_usage_is_refused(args):
+    with pytest.raises(ValueError, match=r"^implausible generator usage: GeneratorUsage\(worker="):
+        GeneratorUsage(*args)
+
+
+# ----------------------------------------------------------------------------- load summaries
+
+
+def test_a_load_summary_needs_a_duration():
+    empty = summarize_latencies([])
+    with pytest.raises(ValueError, match=exactly("duration_s must be > 0, got 0.0")):
+        LoadSummary(0.0, 0, {}, 0, 0, 0, None, empty, empty)
+
+
+@pytest.mark.parametrize("field", ["requests", "dropped", "late", "inferences"])
+def test_each_negative_count_is_refused(field):
+    ok = load(1)
+    with pytest.raises(ValueError, match=r"^counts must be >= 0: LoadSummary\("):
+        dataclasses.replace(ok, **{field: -1})
+
+
+@pytest.mark.parametrize(
+    "errors, shown", [({"OK": 1}, "OK: 1"), ({"BOGUS": 1}, "BOGUS: 1"), ({"ABORTED": 0}, "ABORTED: 0")]
+)
+def test_errors_by_code_hold_real_non_ok_codes_that_happened(errors, shown):
+    with pytest.raises(ValueError, match=exactly(f"errors_by_code holds non-OK gRPC codes with counts >= 1, got {shown}")):
+        dataclasses.replace(load(1), errors_by_code=errors)
+
+
+def test_more_late_sends_than_sends_is_refused():
+    with pytest.raises(ValueError, match=exactly("more late sends than sends")):
+        dataclasses.replace(load(1), late=2)
+    assert dataclasses.replace(load(1), late=1).late_fraction == 1.0  # every send late is possible
+
+
+@pytest.mark.parametrize("field", ["response_time", "service_time"])
+def test_each_latency_summary_must_cover_the_successes(field):
+    with pytest.raises(ValueError, match=exactly("latency summaries must cover exactly the successful requests")):
+        dataclasses.replace(load(2), **{field: summarize_latencies([MS])})
+
+
+# ----------------------------------------------------------------------------- windows
+
+
+def window(**overrides) -> WindowSummary:
+    fields = dict(index=0, start_ns=0, end_ns=S, tenants={"a": load(1)}, aggregate=load(1), generator=(),
+                  client_bound=False)
+    return WindowSummary(**{**fields, **overrides})
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [({"index": -1}, "window -1 needs start_ns < end_ns"), ({"end_ns": 0}, "window 0 needs start_ns < end_ns")],
+)
+def test_a_window_needs_an_index_and_a_length(overrides, message):
+    with pytest.raises(ValueError, match=exactly(message)):
+        window(**overrides)
+
+
+def test_a_window_needs_a_tenant():
+    with pytest.raises(ValueError, match=exactly("a window summarises at least one tenant")):
+        window(tenants={})
+
+
+def test_a_window_keeps_its_generator_usage_as_a_tuple():
+    usage = GeneratorUsage(0, 0.5)
+    assert window(generator=[usage]).generator == (usage,)
+
+
+@pytest.mark.parametrize("version, shown", [(2, "2"), (None, "None")])
+def test_a_window_of_another_schema_is_refused_naming_it(version, shown):
+    d = summarize_window(0, 0, S, [], {"a": None}, WindowPolicy()).to_json()
+    if version is None:
+        del d["schema_version"]
+    else:
+        d["schema_version"] = version
+    with pytest.raises(ValueError, match=exactly(f"unsupported window summary schema_version {shown}")):
+        WindowSummary.from_json(json.loads(json.dumps(d)))
+
+
+# ----------------------------------------------------------------------------- the clock
+
+
+class FakeClock:
+    def __init__(self):
+        self.now_ns = 0
+
+    def __call__(self):
+        return self.now_ns
+
+
+def test_the_clock_knows_no_warmup_end_until_warmup_ends():
+    clock = FakeClock()
+    windows = WindowClock(WindowPolicy(), clock)
+    windows.start()
+    assert windows.warmup_end_ns is None and windows.tick(0) is None and windows.warmup_end_ns is None
+    clock.now_ns = 2 * S
+    assert windows.tick(0).kind == "warmup_end" and windows.warmup_end_ns == 2 * S
+
+
+def test_starting_twice_and_ticking_before_start_are_refused_by_name():
+    windows = WindowClock(WindowPolicy(), FakeClock())
+    with pytest.raises(RuntimeError, match=exactly("tick before start()")):
+        windows.tick(0)
+    windows.start()
+    with pytest.raises(RuntimeError, match=exactly("WindowClock already started")):
+        windows.start()
