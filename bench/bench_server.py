@@ -11,6 +11,7 @@ from tfs_bench.export import known_answer
 from tfs_bench.launch import launchers
 from tfs_bench.plan import placement
 from tfs_bench.plan import plan_files
+from tfs_bench.plan import plan_record
 
 
 def planned_server(models, work_dir: Path, **request) -> launchers.RunningServer:
@@ -18,8 +19,8 @@ def planned_server(models, work_dir: Path, **request) -> launchers.RunningServer
     plan = placement.make_plan(placement.PlanRequest(
         models=tuple(models), hosting="multi_model", device="cpu", port_base=launchers.free_port_base(1), **request))
     path = plan_files.write_plan(plan, work_dir / "plan", docker_image="tensorflow/serving:latest")
-    (entry,) = launchers.server_entries(plan_files.read_plan(path))
-    return launchers.launch(launchers.LaunchSpec("embedded", entry, log_dir=str(work_dir)))
+    (server,) = plan_record.read_plan(path).servers
+    return launchers.launch(launchers.LaunchSpec("embedded", server, log_dir=str(work_dir)))
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from tfs_bench.export import known_answer
 from tfs_bench.launch import launchers
 from tfs_bench.plan import placement
 from tfs_bench.plan import plan_files
+from tfs_bench.plan import plan_record
 from tfs_bench.errors import ConfigError
 
 MODEL = known_answer.MODEL_NAME
@@ -60,7 +61,7 @@ def _plan(out: Path, model_paths: dict, hosting="multi_model", cpu_cores=(), pol
         port_base=launchers.free_port_base(len(models)),
     )
     path = plan_files.write_plan(placement.make_plan(request), out, "tensorflow/serving:latest")
-    return launchers.server_entries(plan_files.read_plan(path))
+    return plan_record.read_plan(path).servers
 
 
 def _predict(target: str, model: str, version: int) -> list[float]:
@@ -106,17 +107,22 @@ def _poll_until(predicate, timeout_s: float, what: str):
 # ----------------------------------------------------------------------------- validation (no server)
 
 
-def _entry(**changes) -> launchers.ServerEntry:
-    entry = launchers.ServerEntry(
+def _entry(**changes) -> plan_record.PlannedServer:
+    placed = placement.ServerPlan(
         name="s",
-        models=(launchers.PlannedModel("m", "/abs/m", (1,)),),
+        models=(placement.HostedModel("m", "/abs/m", (1,), {}),),
         host="127.0.0.1",
         grpc_port=9000,
         rest_port=9001,
+        gpu_memory_fraction=None,
         cpu_set=None,
-        flags=("--port=9000",),
-        docker_run_argv=("docker", "run", "--rm", "--name", "tfs-bench-s", "tensorflow/serving:latest"),
+        threads=placement.Threads(),
     )
+    files = plan_record.ServerFiles(*(f"/plan/s/{name}" for name in (
+        "", "models.config", "monitoring.config", "batching.config", "flags.txt", "docker-run.sh", "docker-compose.yml")))
+    image = "tensorflow/serving:latest"
+    docker = plan_record.DockerSpec(image, ("docker", "run", "--rm", "--name", "tfs-bench-s", image), {})
+    entry = plan_record.PlannedServer.of(placed, flags=("--port=9000",), files=files, docker=docker)
     return dataclasses.replace(entry, **changes)
 
 
@@ -170,7 +176,7 @@ def test_commands_per_kind(tmp_path, monkeypatch):
     assert binary.binary_path == str(fake)
     assert binary.command() == [str(fake), "--port=9000"]  # the real binary has no --host
     docker = launchers.LaunchSpec("docker", _entry(), log_dir="l")
-    assert docker.command() == [str(tmp_path / "docker"), *_entry().docker_run_argv[1:]]
+    assert docker.command() == [str(tmp_path / "docker"), *_entry().docker.run_argv[1:]]
     external = launchers.LaunchSpec("external", _entry(), external_address="[::1]:8600")
     assert (external.grpc_target, external.rest_url) == ("[::1]:8600", "http://[::1]:9001")
     assert (embedded.grpc_target, embedded.rest_url) == ("127.0.0.1:9000", "http://127.0.0.1:9001")
@@ -181,7 +187,7 @@ def test_commands_per_kind(tmp_path, monkeypatch):
 def test_docker_argv_needs_a_container_name(tmp_path, monkeypatch):
     _executable(tmp_path / "docker", "#!/bin/sh\n")
     monkeypatch.setenv("PATH", str(tmp_path))
-    unnamed = _entry(docker_run_argv=("docker", "run", "--rm", "tensorflow/serving:latest"))
+    unnamed = _entry(docker=plan_record.DockerSpec("img", ("docker", "run", "--rm", "img"), {}))
     with pytest.raises(ConfigError, match="has no --name"):
         launchers.LaunchSpec("docker", unnamed, log_dir="l")
     assert launchers.container_name(["docker", "run", "--name=x", "img"]) == "x"
@@ -190,21 +196,6 @@ def test_docker_argv_needs_a_container_name(tmp_path, monkeypatch):
 def test_cpu_set_must_be_usable_here():
     with pytest.raises(ConfigError, match=r"pinned to cores 0,4096, but 4096 cannot be used here"):
         launchers.LaunchSpec("embedded", _entry(cpu_set=(0, 4096)), log_dir="l")
-
-
-def test_plan_entries_are_parsed_and_checked(models_dir, tmp_path):
-    (entry,) = _plan(tmp_path / "plan", {MODEL: models_dir / MODEL}, policy="all")
-    assert entry.name == "all_models" and entry.cpu_set is None
-    assert [(m.name, m.versions) for m in entry.models] == [(MODEL, (1, 2))]
-    assert entry.docker_run_argv[:2] == ("docker", "run")
-    with pytest.raises(ConfigError, match="plan server entry 'x' has no 'host'"):
-        launchers.ServerEntry.from_plan({"name": "x", "models": [], "cpu_set": None})
-    with pytest.raises(ConfigError, match="hosts no models"):
-        launchers.ServerEntry.from_plan(
-            {"name": "x", "models": [], "cpu_set": None, "host": "h", "grpc_port": 1, "rest_port": 0, "flags": []}
-        )
-    with pytest.raises(ConfigError, match="the plan lists no servers"):
-        launchers.server_entries({"servers": []})
 
 
 def test_launching_twice_the_same_server_is_refused_before_starting_anything(tmp_path):
@@ -403,7 +394,7 @@ def test_docker_launcher_argv_has_every_mount_and_port_the_server_needs(models_d
         _assert_known_answers(server, SECOND)
     assert _gone(server.pid) and _children() == []
     calls = [json.loads(line) for line in record.read_text().splitlines()]
-    assert calls == [list(entry.docker_run_argv[1:]), ["rm", "-f", "tfs-bench-all-models"]]
+    assert calls == [list(entry.docker.run_argv[1:]), ["rm", "-f", "tfs-bench-all-models"]]
     assert "rm -f tfs-bench-all-models" in server.log_tail()
 
 
@@ -453,9 +444,10 @@ def test_a_sigkilled_parent_takes_its_server_down(models_dir, tmp_path):
     pid_file = tmp_path / "server.pid"
     parent_script = (
         "import os, sys, threading\n"
-        "from tfs_bench import launchers, server_config\n"
+        "from tfs_bench.launch import launchers\n"
+        "from tfs_bench.plan import plan_record\n"
         "plan, logs, pid_file = sys.argv[1:]\n"
-        "(entry,) = launchers.server_entries(plan_files.read_plan(plan))\n"
+        "(entry,) = plan_record.read_plan(plan).servers\n"
         "server = launchers.launch(launchers.LaunchSpec('embedded', entry, log_dir=logs, ready_timeout_s=60))\n"
         "open(pid_file + '.tmp', 'w').write(str(server.pid))\n"
         "os.replace(pid_file + '.tmp', pid_file)\n"

@@ -14,8 +14,8 @@ whole process group, and asks the kernel for SIGTERM when its parent dies (PR_SE
 which covers a parent killed with SIGKILL. Server output goes to `<log_dir>/<server>.log`, never to
 a pipe that nobody drains.
 
-    entries = launchers.server_entries(server_config.read_plan("plans/default"))
-    specs = [launchers.LaunchSpec("embedded", entry, log_dir="runs/x/logs") for entry in entries]
+    plan = plan_record.read_plan("plans/default")
+    specs = [launchers.LaunchSpec("embedded", server, log_dir="runs/x/logs") for server in plan.servers]
     servers = launchers.launch_all(specs)
     try:
         ...  # servers[i].grpc_target, .startup_s, .model_ready_s
@@ -48,6 +48,8 @@ from tfs_bench import addresses
 from tfs_bench import child_process
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import TfsBenchError
+from tfs_bench.plan.placement import HostedModel
+from tfs_bench.plan.plan_record import PlannedServer
 
 KINDS = ("embedded", "binary", "docker", "external")
 BINARY_NAME = "tensorflow_model_server"
@@ -93,103 +95,6 @@ class ReadinessTimeoutError(LaunchError):
     """The server's models were not all AVAILABLE by the deadline."""
 
 
-# ----------------------------------------------------------------------------- plan entries
-
-
-@dataclasses.dataclass(frozen=True)
-class PlannedModel:
-    """One model of a plan server: the versions readiness waits for, and its labels."""
-
-    name: str
-    base_path: str
-    versions: tuple[int, ...]
-    labels: tuple[tuple[str, int], ...] = ()
-
-    def __post_init__(self):
-        if not self.name:
-            raise ConfigError("a planned model needs a name")
-        if not self.versions or any(not isinstance(v, int) or v < 0 for v in self.versions):
-            raise ConfigError(
-                f"model {self.name!r} needs at least one served version, as non-negative integers; "
-                f"got {list(self.versions)}"
-            )
-
-
-@dataclasses.dataclass(frozen=True)
-class ServerEntry:
-    """The parts of a plan.json server entry that launching needs."""
-
-    name: str
-    models: tuple[PlannedModel, ...]
-    host: str
-    grpc_port: int
-    rest_port: int  # 0: no REST listener
-    cpu_set: tuple[int, ...] | None  # None: not pinned
-    flags: tuple[str, ...]  # tensorflow_model_server flags with this machine's paths
-    docker_run_argv: tuple[str, ...] = ()
-
-    def __post_init__(self):
-        if not self.name:
-            raise ConfigError("a plan server needs a name")
-        if not self.models:
-            raise ConfigError(f"plan server {self.name!r} hosts no models")
-        names = [m.name for m in self.models]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ConfigError(f"plan server {self.name!r} lists {', '.join(duplicates)} more than once")
-        if not self.host:
-            raise ConfigError(f"plan server {self.name!r} has no host")
-        addresses.check_port(self.grpc_port, f"gRPC port of plan server {self.name!r}")
-        if self.rest_port != 0:
-            addresses.check_port(self.rest_port, f"REST port of plan server {self.name!r}")
-        if self.cpu_set is not None and (not self.cpu_set or min(self.cpu_set) < 0):
-            raise ConfigError(f"cpu_set of plan server {self.name!r} must be non-empty core numbers, got {self.cpu_set}")
-        if not all(isinstance(flag, str) for flag in (*self.flags, *self.docker_run_argv)):
-            raise ConfigError(f"flags and docker argv of plan server {self.name!r} must be strings")
-
-    @classmethod
-    def from_plan(cls, entry: Mapping) -> ServerEntry:
-        """Parses one element of plan.json's `servers`; ConfigError names what is missing."""
-        try:
-            cpu_set = entry["cpu_set"]
-            return cls(
-                name=entry["name"],
-                models=tuple(
-                    PlannedModel(
-                        name=m["name"],
-                        base_path=m["base_path"],
-                        versions=tuple(m["versions"]),
-                        labels=tuple(sorted((str(k), int(v)) for k, v in m.get("labels", {}).items())),
-                    )
-                    for m in entry["models"]
-                ),
-                host=entry["host"],
-                grpc_port=entry["grpc_port"],
-                rest_port=entry["rest_port"],
-                cpu_set=None if cpu_set is None else tuple(cpu_set),
-                flags=tuple(entry["flags"]),
-                docker_run_argv=tuple(entry.get("docker", {}).get("run_argv", ())),
-            )
-        except KeyError as e:
-            name = entry.get("name", "?") if isinstance(entry, Mapping) else "?"
-            raise ConfigError(f"plan server entry {name!r} has no {e.args[0]!r}") from None
-        except (TypeError, ValueError, AttributeError) as e:
-            name = entry.get("name", "?") if isinstance(entry, Mapping) else "?"
-            raise ConfigError(f"plan server entry {name!r} is malformed: {e}") from None
-
-    @property
-    def grpc_target(self) -> str:
-        return addresses.join(self.host, self.grpc_port)
-
-
-def server_entries(plan: Mapping) -> tuple[ServerEntry, ...]:
-    """Every server of a plan document (see tfs_bench.plan.plan_files.read_plan)."""
-    servers = plan.get("servers")
-    if not servers:
-        raise ConfigError("the plan lists no servers")
-    return tuple(ServerEntry.from_plan(entry) for entry in servers)
-
-
 # ----------------------------------------------------------------------------- launch specs
 
 
@@ -204,7 +109,7 @@ class LaunchSpec:
     """
 
     kind: str
-    server: ServerEntry
+    server: PlannedServer
     log_dir: str | None = None
     binary_path: str | None = None
     external_address: str | None = None
@@ -214,8 +119,8 @@ class LaunchSpec:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ConfigError(f"launcher kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        if not isinstance(self.server, ServerEntry):
-            raise ConfigError(f"LaunchSpec.server must be a ServerEntry, got {type(self.server).__name__}")
+        if not isinstance(self.server, PlannedServer):
+            raise ConfigError(f"LaunchSpec.server must be a plan_record.PlannedServer, got {type(self.server).__name__}")
         if not self.ready_timeout_s > 0 or not 0 < self.poll_interval_s <= self.ready_timeout_s:
             raise ConfigError(
                 f"need ready_timeout_s > 0 and 0 < poll_interval_s <= ready_timeout_s, got "
@@ -262,7 +167,7 @@ class LaunchSpec:
             )
 
     def _check_docker_argv(self) -> None:
-        argv = self.server.docker_run_argv
+        argv = self.server.docker.run_argv
         if len(argv) < 2 or os.path.basename(argv[0]) != DOCKER_NAME or argv[1] != "run":
             raise ConfigError(f"plan server {self.server.name!r} has no `docker run` argv (got {list(argv)[:2]})")
         if container_name(argv) is None:
@@ -294,7 +199,7 @@ class LaunchSpec:
         if self.kind == "binary":
             return [self.binary_path, *flags]
         if self.kind == "docker":
-            return [self.binary_path, *self.server.docker_run_argv[1:]]
+            return [self.binary_path, *self.server.docker.run_argv[1:]]
         raise LaunchError(f"an external server ({self.external_address}) is not started by the launcher")
 
 
@@ -380,7 +285,7 @@ def free_port_base(servers: int, host: str = "127.0.0.1") -> int:
     raise LaunchError(f"found no {count} consecutive free ports on {host}")
 
 
-def _check_ports_free(server: ServerEntry) -> None:
+def _check_ports_free(server: PlannedServer) -> None:
     """A port already taken would let readiness probe someone else's server."""
     for port in (server.grpc_port, server.rest_port):
         if port and (why := port_free(server.host, port)):
@@ -407,7 +312,7 @@ class _ServerProcess:
 
     def __init__(self, spec: LaunchSpec):
         self.name = spec.server.name
-        self.container_name = container_name(spec.server.docker_run_argv) if spec.kind == "docker" else None
+        self.container_name = container_name(spec.server.docker.run_argv) if spec.kind == "docker" else None
         self.log_path = Path(spec.log_dir).absolute() / f"{spec.server.name}.log"
         self._docker = spec.binary_path if spec.kind == "docker" else None
         self._exit_code: int | None = None
@@ -503,7 +408,7 @@ def _status_request(model: str):
     return request
 
 
-def _not_available(model: PlannedModel, response) -> str:
+def _not_available(model: HostedModel, response) -> str:
     """'' when every planned version is AVAILABLE, else what each missing one is doing."""
     reported = {s.version: s for s in response.model_version_status}
     problems = []
@@ -521,7 +426,7 @@ def _not_available(model: PlannedModel, response) -> str:
 class _ReadinessProbe:
     """Polls GetModelStatus until every planned version of every model is AVAILABLE."""
 
-    def __init__(self, server: ServerEntry, target: str):
+    def __init__(self, server: PlannedServer, target: str):
         self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
         self._stub = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._waiting = {m.name: m for m in server.models}
