@@ -27,6 +27,8 @@ from conftest import REPO_ROOT
 from conftest import run_env
 from tfs_bench.export import known_answer
 from tfs_bench.launch import launchers
+from tfs_bench.launch import ports
+from tfs_bench.launch import processes
 from tfs_bench.plan import placement
 from tfs_bench.plan import plan_files
 from tfs_bench.plan import plan_record
@@ -58,7 +60,7 @@ def _plan(out: Path, model_paths: dict, hosting="multi_model", cpu_cores=(), pol
         device="cpu",
         version_policy=placement.VersionPolicy.parse(policy),
         cpu_cores=tuple(cpu_cores),
-        port_base=launchers.free_port_base(len(models)),
+        port_base=ports.free_port_base(len(models)),
     )
     path = plan_files.write_plan(placement.make_plan(request), out, "tensorflow/serving:latest")
     return plan_record.read_plan(path).servers
@@ -190,7 +192,7 @@ def test_docker_argv_needs_a_container_name(tmp_path, monkeypatch):
     unnamed = _entry(docker=plan_record.DockerSpec("img", ("docker", "run", "--rm", "img"), {}))
     with pytest.raises(ConfigError, match="has no --name"):
         launchers.LaunchSpec("docker", unnamed, log_dir="l")
-    assert launchers.container_name(["docker", "run", "--name=x", "img"]) == "x"
+    assert processes.container_name(["docker", "run", "--name=x", "img"]) == "x"
 
 
 def test_cpu_set_must_be_usable_here():
@@ -475,10 +477,10 @@ def test_a_sigkilled_parent_takes_its_server_down(models_dir, tmp_path):
 
 
 def test_free_port_base_and_port_free():
-    base = launchers.free_port_base(2)
+    base = ports.free_port_base(2)
     assert base % 2 == 0
-    assert all(launchers.port_free("127.0.0.1", p) is None for p in range(base, base + 4))
+    assert all(ports.port_free("127.0.0.1", p) is None for p in range(base, base + 4))
     with socket.socket() as listening:
         listening.bind(("127.0.0.1", base))
         listening.listen()
-        assert launchers.port_free("127.0.0.1", base)  # the reason it is taken
+        assert ports.port_free("127.0.0.1", base)  # the reason it is taken

@@ -22,6 +22,10 @@ class LoadError(TfsBenchError):
     """The load generator could not measure: a target is unreachable or a worker process failed."""
 
 
+class LaunchError(TfsBenchError):
+    """A server could not be started, stopped, or made ready (see tfs_bench.launch.launchers)."""
+
+
 def exits_cleanly(main):
     """Wraps an absl `main`: a TfsBenchError becomes `error: <message>` and exit status 1."""
 

@@ -9,10 +9,10 @@ A server is ready when ModelService.GetModelStatus reports every planned version
 AVAILABLE. TF Serving opens its ports only after loading, so a refused connection while it loads is
 normal; a server process that exits before it is ready fails the launch at once.
 
-Started servers never outlive the launcher: each runs in its own session, so stop() signals its
-whole process group, and asks the kernel for SIGTERM when its parent dies (PR_SET_PDEATHSIG),
-which covers a parent killed with SIGKILL. Server output goes to `<log_dir>/<server>.log`, never to
-a pipe that nobody drains.
+Started servers never outlive the launcher (tfs_bench.launch.processes): stop() signals the
+server's whole process group, and the kernel sends it SIGTERM when its parent dies. Server output
+goes to `<log_dir>/<server>.log`. Readiness is tfs_bench.launch.readiness; the ports-free check
+before a start is tfs_bench.launch.ports.
 
     plan = plan_record.read_plan("plans/default")
     specs = [launchers.LaunchSpec("embedded", server, log_dir="runs/x/logs") for server in plan.servers]
@@ -26,61 +26,36 @@ a pipe that nobody drains.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import os
-import shlex
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from collections.abc import Sequence
 from pathlib import Path
 
-import grpc
-from tensorflow_serving.apis import get_model_status_pb2
-from tensorflow_serving.apis import model_service_pb2_grpc
-
 from tfs_bench import addresses
 from tfs_bench import child_process
 from tfs_bench.errors import ConfigError
-from tfs_bench.errors import TfsBenchError
-from tfs_bench.plan.placement import HostedModel
+from tfs_bench.errors import LaunchError
+from tfs_bench.launch import ports
+from tfs_bench.launch import processes
+from tfs_bench.launch.processes import LOG_TAIL_LINES
+from tfs_bench.launch.readiness import ReadinessProbe
 from tfs_bench.plan.plan_record import PlannedServer
 
 KINDS = ("embedded", "binary", "docker", "external")
 BINARY_NAME = "tensorflow_model_server"
 DOCKER_NAME = "docker"
 EMBEDDED_MODULE = "tfs_bench.server"
+_BINARY_HINT = "; install TF Serving, give the binary's path, or use the embedded server"
 
 # Loading large models on a GPU can take minutes in TF Serving.
 DEFAULT_READY_TIMEOUT_S = 300.0
 DEFAULT_POLL_INTERVAL_S = 0.1
 # The embedded server gives in-flight requests 10 s after SIGTERM; TF Serving is similar.
 DEFAULT_STOP_TIMEOUT_S = 30.0
-DOCKER_RM_TIMEOUT_S = 60.0
-LOG_TAIL_LINES = 20
-
-_AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-# A poll must not hang on a server that accepted the connection but does not answer.
-_STATUS_RPC_TIMEOUT_S = 1.0
-# gRPC backs off reconnecting for up to two minutes by default; a loading server refuses
-# connections for seconds, and its ports opening must be seen within a poll interval.
-_CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 50),
-    ("grpc.min_reconnect_backoff_ms", 50),
-    ("grpc.max_reconnect_backoff_ms", 200),
-)
-_TAIL_READ_BYTES = 64 * 1024
-# The directory holding the tfs_bench package, so `python -m tfs_bench.server` finds this copy.
-
-
-class LaunchError(TfsBenchError):
-    """A server could not be started, stopped, or made ready."""
 
 
 class ServerExitedError(LaunchError):
@@ -141,10 +116,10 @@ class LaunchSpec:
             self._check_cpu_set()
         elif self.kind == "binary":
             # Frozen, but the resolved path is what every later step must use.
-            object.__setattr__(self, "binary_path", find_executable(self.binary_path, BINARY_NAME))
+            object.__setattr__(self, "binary_path", processes.find_executable(self.binary_path, BINARY_NAME, _BINARY_HINT))
             self._check_cpu_set()
         else:
-            object.__setattr__(self, "binary_path", find_executable(self.binary_path, DOCKER_NAME))
+            object.__setattr__(self, "binary_path", processes.find_executable(self.binary_path, DOCKER_NAME))
             self._check_docker_argv()
 
     def _check_external(self) -> None:
@@ -170,7 +145,7 @@ class LaunchSpec:
         argv = self.server.docker.run_argv
         if len(argv) < 2 or os.path.basename(argv[0]) != DOCKER_NAME or argv[1] != "run":
             raise ConfigError(f"plan server {self.server.name!r} has no `docker run` argv (got {list(argv)[:2]})")
-        if container_name(argv) is None:
+        if processes.container_name(argv) is None:
             raise ConfigError(
                 f"the docker argv of plan server {self.server.name!r} has no --name; "
                 "the launcher needs it to remove the container"
@@ -203,53 +178,26 @@ class LaunchSpec:
         raise LaunchError(f"an external server ({self.external_address}) is not started by the launcher")
 
 
-def find_executable(explicit: str | None, name: str) -> str:
-    """The absolute path of `explicit` (a path or a command name), else of `name` on PATH."""
-    wanted = explicit or name
-    if os.sep in wanted:
-        if not (os.path.isfile(wanted) and os.access(wanted, os.X_OK)):
-            raise ConfigError(f"{wanted} is not an executable file")
-        return os.path.abspath(wanted)
-    found = shutil.which(wanted)
-    if found is None:
-        hint = "; install TF Serving, give the binary's path, or use the embedded server" if name == BINARY_NAME else ""
-        raise ConfigError(f"{wanted} not found on PATH ({os.environ.get('PATH', '')}){hint}")
-    return os.path.abspath(found)
-
-
-def container_name(docker_argv: Sequence[str]) -> str | None:
-    """The --name of a `docker run` argv, None when it has none."""
-    for i, arg in enumerate(docker_argv):
-        if arg == "--name" and i + 1 < len(docker_argv):
-            return docker_argv[i + 1]
-        if arg.startswith("--name="):
-            return arg.partition("=")[2]
-    return None
-
-
 def _cores(cores) -> str:
     return ",".join(str(c) for c in sorted(cores))
 
 
-# ----------------------------------------------------------------------------- processes
+# ----------------------------------------------------------------------------- starting
 
 
-def _child_setup(cpu_set: tuple[int, ...] | None):
-    """What the child runs between fork and exec; it makes system calls only."""
-    parent_pid = os.getpid()
-    # Loaded here, in the parent: loading a library in a forked child of a threaded process can deadlock.
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    sigterm = int(signal.SIGTERM)
-
-    def setup():
-        if prctl(_PR_SET_PDEATHSIG, sigterm, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-        if os.getppid() != parent_pid:
-            os._exit(1)  # the parent died before prctl took effect; nobody would ever stop us
-        if cpu_set is not None:
-            os.sched_setaffinity(0, cpu_set)
-
-    return setup
+def _start_process(spec: LaunchSpec) -> processes.ServerProcess | None:
+    if spec.kind == "external":
+        return None
+    docker = spec.kind == "docker"
+    return processes.ServerProcess(
+        spec.server.name,
+        spec.command(),
+        spec.log_dir,
+        env=_child_env(spec.kind),
+        cpu_set=None if docker else spec.server.cpu_set,  # docker pins with --cpuset-cpus
+        docker_client=spec.binary_path if docker else None,
+        container=processes.container_name(spec.server.docker.run_argv) if docker else None,
+    )
 
 
 def _child_env(kind: str) -> dict[str, str]:
@@ -258,224 +206,18 @@ def _child_env(kind: str) -> dict[str, str]:
     return dict(os.environ)
 
 
-def port_free(host: str, port: int) -> str | None:
-    """None when a server could listen on host:port now, else why not.
-
-    SO_REUSEADDR, as servers set it: a port in TIME_WAIT is free, a listening one is not.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as e:
-            return e.strerror or str(e)
-    return None
-
-
-def free_port_base(servers: int, host: str = "127.0.0.1") -> int:
-    """A --port_base whose plan of `servers` servers (ports base..base+2*servers-1) is free now."""
-    count = 2 * servers
-    for _ in range(100):
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-            probe.bind((host, 0))
-            base = probe.getsockname()[1] & ~1  # even, as a planner's gRPC ports are
-        if base + count <= 65536 and all(port_free(host, p) is None for p in range(base, base + count)):
-            return base
-    raise LaunchError(f"found no {count} consecutive free ports on {host}")
-
-
-def _check_ports_free(server: PlannedServer) -> None:
-    """A port already taken would let readiness probe someone else's server."""
-    for port in (server.grpc_port, server.rest_port):
-        if port and (why := port_free(server.host, port)):
-            raise LaunchError(
-                f"cannot start server {server.name!r}: {addresses.join(server.host, port)} is not free ({why}); "
-                "is an earlier server still running?"
-            )
-
-
-def read_log_tail(path: str | os.PathLike, lines: int = LOG_TAIL_LINES) -> str:
-    """The last `lines` lines of a log file ('' when it does not exist)."""
-    try:
-        with open(path, "rb") as log:
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - _TAIL_READ_BYTES))
-            text = log.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-class _ServerProcess:
-    """A started server (or docker client) in its own session, its output going to a log file."""
-
-    def __init__(self, spec: LaunchSpec):
-        self.name = spec.server.name
-        self.container_name = container_name(spec.server.docker.run_argv) if spec.kind == "docker" else None
-        self.log_path = Path(spec.log_dir).absolute() / f"{spec.server.name}.log"
-        self._docker = spec.binary_path if spec.kind == "docker" else None
-        self._exit_code: int | None = None
-        self._container_removed = False
-        argv = spec.command()
-        try:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self.log_path.write_text(f"# {shlex.join(argv)}\n")
-        except OSError as e:
-            raise LaunchError(f"cannot write the log of server {self.name!r}: {e}") from None
-        setup = _child_setup(spec.server.cpu_set if spec.kind != "docker" else None)
-        with open(self.log_path, "ab") as log:
-            self.started_at = time.monotonic()
-            try:
-                self._popen = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=_child_env(spec.kind),
-                    start_new_session=True,
-                    preexec_fn=setup,
-                )
-            except (OSError, subprocess.SubprocessError) as e:
-                raise LaunchError(f"cannot start server {self.name!r} ({shlex.join(argv)}): {e}") from None
-
-    @property
-    def pid(self) -> int:
-        return self._popen.pid
-
-    def poll(self) -> int | None:
-        return self._popen.poll()
-
-    def wait(self, timeout_s: float) -> int | None:
-        """The exit code, or None if still running after `timeout_s`."""
-        try:
-            return self._popen.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self, timeout_s: float) -> int:
-        """SIGTERM to the process group, SIGKILL after `timeout_s`; the exit code. Idempotent.
-
-        A stop that was interrupted or failed is completed by the next call.
-        """
-        if self._exit_code is None:
-            self._exit_code = self._terminate(timeout_s)
-        if self.container_name is not None and not self._container_removed:
-            self._remove_container()
-            self._container_removed = True
-        return self._exit_code
-
-    def _terminate(self, timeout_s: float) -> int:
-        if self._popen.poll() is not None:
-            return self._popen.returncode  # reaped already; its group id may belong to others now
-        self._signal_group(signal.SIGTERM)
-        code = self.wait(timeout_s)
-        if code is None:
-            self._signal_group(signal.SIGKILL)
-            code = self._popen.wait()  # SIGKILL cannot be caught
-        self._signal_group(signal.SIGKILL)  # whatever the server left in its group
-        return code
-
-    def _signal_group(self, sig: signal.Signals) -> None:
-        try:
-            os.killpg(self._popen.pid, sig)
-        except ProcessLookupError:
-            pass  # the group is empty already
-
-    def _remove_container(self) -> None:
-        # Killing the docker client does not always stop the container (a SIGKILLed client
-        # cannot forward the signal); removing it by name does, and frees the name for a relaunch.
-        argv = [self._docker, "rm", "-f", self.container_name]
-        with open(self.log_path, "ab") as log:
-            log.write(f"# {shlex.join(argv)}\n".encode())
-            log.flush()
-            try:
-                subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                               timeout=DOCKER_RM_TIMEOUT_S, check=False)
-            except (OSError, subprocess.TimeoutExpired) as e:
-                raise LaunchError(
-                    f"could not remove container {self.container_name} of server {self.name!r} "
-                    f"({shlex.join(argv)}): {e}; remove it by hand"
-                ) from None
-
-
-# ----------------------------------------------------------------------------- readiness
-
-
-def _status_request(model: str):
-    request = get_model_status_pb2.GetModelStatusRequest()
-    request.model_spec.name = model
-    return request
-
-
-def _not_available(model: HostedModel, response) -> str:
-    """'' when every planned version is AVAILABLE, else what each missing one is doing."""
-    reported = {s.version: s for s in response.model_version_status}
-    problems = []
-    for version in model.versions:
-        status = reported.get(version)
-        if status is None:
-            problems.append(f"version {version} not reported")
-        elif status.state != _AVAILABLE:
-            state = get_model_status_pb2.ModelVersionStatus.State.Name(status.state)
-            error = f" ({status.status.error_message})" if status.status.error_message else ""
-            problems.append(f"version {version} {state}{error}")
-    return "; ".join(problems)
-
-
-class _ReadinessProbe:
-    """Polls GetModelStatus until every planned version of every model is AVAILABLE."""
-
-    def __init__(self, server: PlannedServer, target: str):
-        self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
-        self._stub = model_service_pb2_grpc.ModelServiceStub(self._channel)
-        self._waiting = {m.name: m for m in server.models}
-        self.last_seen = {m.name: "not polled yet" for m in server.models}
-        self.ready_at: dict[str, float] = {}  # model -> time.monotonic() when first seen AVAILABLE
-
-    @property
-    def ready(self) -> bool:
-        return not self._waiting
-
-    def poll(self, deadline: float) -> None:
-        for model in list(self._waiting.values()):
-            timeout_s = min(_STATUS_RPC_TIMEOUT_S, max(deadline - time.monotonic(), 0.01))
-            try:
-                response = self._stub.GetModelStatus(_status_request(model.name), timeout=timeout_s)
-            except grpc.RpcError as e:
-                seen = f"{e.code().name}: {e.details()}"
-                if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    # Not answering at all (still loading, ports closed): every model would say so.
-                    self.last_seen.update({name: seen for name in self._waiting})
-                    return
-                self.last_seen[model.name] = seen
-                continue
-            problems = _not_available(model, response)
-            if problems:
-                self.last_seen[model.name] = problems
-            else:
-                self.ready_at[model.name] = time.monotonic()
-                self.last_seen[model.name] = "AVAILABLE"
-                del self._waiting[model.name]
-
-    def not_ready(self) -> str:
-        return "; ".join(f"{name}: {self.last_seen[name]}" for name in self._waiting)
-
-    def close(self) -> None:
-        self._channel.close()
-
-
 class _Starting:
     """A server between start and ready."""
 
     def __init__(self, spec: LaunchSpec):
         self.spec = spec
         if spec.kind != "external":
-            _check_ports_free(spec.server)
-        self.probe = _ReadinessProbe(spec.server, spec.grpc_target)
+            server = spec.server
+            ports.check_ports_free(server.name, server.host, (server.grpc_port, server.rest_port))
+        self.probe = ReadinessProbe(spec.grpc_target, {m.name: m.versions for m in spec.server.models})
         try:
             # Last: nothing that can fail may come after a process is started.
-            self.process = _ServerProcess(spec) if spec.kind != "external" else None
+            self.process = _start_process(spec)
         except BaseException:
             self.probe.close()
             raise
@@ -514,7 +256,7 @@ class _Starting:
     def _log_tail(self) -> str:
         if self.process is None:
             return ""
-        return f"\n--- last {LOG_TAIL_LINES} lines of {self.process.log_path} ---\n{read_log_tail(self.process.log_path)}"
+        return f"\n--- last {LOG_TAIL_LINES} lines of {self.process.log_path} ---\n{self.process.log_tail()}"
 
     def pause(self) -> None:
         """Waits one poll interval; a server process exiting ends the wait early."""
@@ -560,7 +302,7 @@ class RunningServer:
     within one poll interval; TF Serving reports no model before its ports open, after all load).
     """
 
-    def __init__(self, spec: LaunchSpec, process: _ServerProcess | None, startup_s: float, model_ready_s: Mapping[str, float]):
+    def __init__(self, spec: LaunchSpec, process: processes.ServerProcess | None, startup_s: float, model_ready_s: Mapping[str, float]):
         self.name = spec.server.name
         self.kind = spec.kind
         self.grpc_target = spec.grpc_target
@@ -583,7 +325,7 @@ class RunningServer:
         return self._process.log_path if self._process else None
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        return read_log_tail(self._process.log_path, lines) if self._process else ""
+        return self._process.log_tail(lines) if self._process else ""
 
     def poll(self) -> int | None:
         """The exit code if the process has exited, else None (always None for external)."""
