@@ -154,7 +154,7 @@ def test_versions_labels_and_replanning(saved_models, tmp_path):
           "--tensorflow_session_parallelism=1"], "not all three"),
         (["--models=tiny_cnn", "--max_batch_size=8"], "batching parameters need --enable_batching"),
         (["--models=tiny_cnn", "--enable_batching", "--max_batch_size=8", "--allowed_batch_sizes=2,4"],
-         "must equal max_batch_size"),
+         "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 4; expected 8"),
         (["--models=tiny_cnn", "--model_base_paths=tiny_cnn=relative/dir"], "must be absolute"),
         (["--models=tiny_cnn", "--model_base_paths=other=/x"], "--model_base_paths names models not in --models: other"),
         (["--models=tiny_cnn,half_plus_two", "--hosting=multi_process", "--cpu_cores=0"],

@@ -19,6 +19,7 @@ from tfs_bench.export import modelcard
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import ModelError
 from tfs_bench import addresses
+from tfs_bench import batching_rules
 from tfs_bench.version_policy import VersionPolicy
 
 HOSTINGS = ("dedicated", "multi_model", "multi_process")
@@ -122,15 +123,9 @@ class BatchingSpec:
                 raise ConfigError(f"batching {name} must be >= 1, got {value}")
         if self.batch_timeout_micros is not None and self.batch_timeout_micros < 0:
             raise ConfigError(f"batching batch_timeout_micros must be >= 0, got {self.batch_timeout_micros}")
-        sizes = self.allowed_batch_sizes
-        if sizes:
-            if any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] < 1:
-                raise ConfigError(f"allowed_batch_sizes must be positive and strictly increasing, got {list(sizes)}")
-            if self.max_batch_size is None or sizes[-1] != self.max_batch_size:
-                raise ConfigError(
-                    f"the last allowed_batch_sizes entry ({sizes[-1]}) must equal max_batch_size "
-                    f"({self.max_batch_size}), as TF Serving requires"
-                )
+        # An unset max_batch_size is written as unset, and TF Serving checks against its default.
+        max_batch_size = batching_rules.DEFAULT_MAX_BATCH_SIZE if self.max_batch_size is None else self.max_batch_size
+        batching_rules.check_allowed_batch_sizes(self.allowed_batch_sizes, max_batch_size)
 
     def to_json(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
