@@ -26,6 +26,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from conftest import REPO_ROOT
 from conftest import run_env
 from tfs_bench.export import known_answer
+from tfs_bench.launch import child_exec
 from tfs_bench.launch import launchers
 from tfs_bench.launch import ports
 from tfs_bench.launch import processes
@@ -484,3 +485,34 @@ def test_free_port_base_and_port_free():
         listening.bind(("127.0.0.1", base))
         listening.listen()
         assert ports.port_free("127.0.0.1", base)  # the reason it is taken
+
+
+_REPORT_SELF = (
+    "import ctypes, json, os, signal, sys\n"
+    "sig = ctypes.c_int()\n"
+    "ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0)  # PR_GET_PDEATHSIG\n"
+    "print(json.dumps({'argv': sys.argv[1:], 'pdeathsig': sig.value, 'cores': sorted(os.sched_getaffinity(0)),"
+    " 'session': os.getsid(0) == os.getpid(), 'pid': os.getpid()}))\n"
+)
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+def test_a_started_process_is_the_program_itself_in_its_own_session_pinned_and_tied_to_its_parent(tmp_path, pinned):
+    core = min(os.sched_getaffinity(0))
+    process = processes.ServerProcess(
+        "reporter", [sys.executable, "-c", _REPORT_SELF, "--flag=1"], tmp_path, env=run_env(),
+        cpu_set=(core,) if pinned else None,
+    )
+    assert process.wait(30) == 0, process.log_tail()
+    log = (tmp_path / "reporter.log").read_text().splitlines()
+    assert log[0].startswith(f"# {sys.executable} -c ")  # the program's own argv, as started
+    seen = json.loads(log[-1])
+    assert seen["argv"] == ["--flag=1"] and seen["pid"] == process.pid  # exec'd, not a child of a wrapper
+    assert seen["pdeathsig"] == signal.SIGTERM and seen["session"]
+    assert seen["cores"] == ([core] if pinned else sorted(os.sched_getaffinity(0)))
+
+
+def test_a_program_that_cannot_run_exits_with_127_and_says_why(tmp_path):
+    process = processes.ServerProcess("missing", [str(tmp_path / "no_such_server")], tmp_path, env=run_env())
+    assert process.wait(30) == child_exec.EXEC_FAILED
+    assert f"cannot run {tmp_path / 'no_such_server'}: [Errno 2]" in process.log_tail()

@@ -1,18 +1,19 @@
 """A started server process: its own session, no life after its parent, its output in a log file.
 
 Each server runs in its own session, so stopping it signals its whole process group, and asks the
-kernel for SIGTERM when its parent dies (PR_SET_PDEATHSIG), which covers a parent killed with
-SIGKILL. Output goes to a log file, never to a pipe that nobody drains.
+kernel for SIGTERM when its parent dies (PR_SET_PDEATHSIG, set by tfs_bench.launch.child_exec
+before it execs the server), which covers a parent killed with SIGKILL. Output goes to a log
+file, never to a pipe that nobody drains.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -20,11 +21,11 @@ from pathlib import Path
 
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import LaunchError
+from tfs_bench.launch import child_exec
 
 DOCKER_RM_TIMEOUT_S = 60.0
 LOG_TAIL_LINES = 20
 
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _TAIL_READ_BYTES = 64 * 1024
 
 
@@ -66,22 +67,14 @@ def read_log_tail(path: str | os.PathLike, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _child_setup(cpu_set: tuple[int, ...] | None):
-    """What the child runs between fork and exec; it makes system calls only."""
-    parent_pid = os.getpid()
-    # Loaded here, in the parent: loading a library in a forked child of a threaded process can deadlock.
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    sigterm = int(signal.SIGTERM)
+def _through_child_exec(argv: Sequence[str], cpu_set: tuple[int, ...] | None) -> list[str]:
+    """`argv` behind child_exec, which sets the parent-death signal and the pinning, then execs it.
 
-    def setup():
-        if prctl(_PR_SET_PDEATHSIG, sigterm, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-        if os.getppid() != parent_pid:
-            os._exit(1)  # the parent died before prctl took effect; nobody would ever stop us
-        if cpu_set is not None:
-            os.sched_setaffinity(0, cpu_set)
-
-    return setup
+    A preexec_fn would do the same between fork and exec, but it makes Python fork rather than
+    vfork, and a fork runs gRPC's fork handlers, which can crash the child (grpc/grpc#43055).
+    """
+    cores = "-" if cpu_set is None else ",".join(str(c) for c in cpu_set)
+    return [sys.executable, "-I", "-S", child_exec.__file__, str(os.getpid()), cores, *argv]
 
 
 class ServerProcess:
@@ -116,18 +109,16 @@ class ServerProcess:
             self.log_path.write_text(f"# {shlex.join(argv)}\n")
         except OSError as e:
             raise LaunchError(f"cannot write the log of server {self.name!r}: {e}") from None
-        setup = _child_setup(cpu_set)
         with open(self.log_path, "ab") as log:
             self.started_at = time.monotonic()
             try:
                 self._popen = subprocess.Popen(
-                    argv,
+                    _through_child_exec(argv, cpu_set),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=dict(env),
                     start_new_session=True,
-                    preexec_fn=setup,
                 )
             except (OSError, subprocess.SubprocessError) as e:
                 raise LaunchError(f"cannot start server {self.name!r} ({shlex.join(argv)}): {e}") from None
