@@ -25,6 +25,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from conftest import REPO_ROOT
 from conftest import run_env
+from server_support import poll_until
 from tfs_bench.export import known_answer
 from tfs_bench.launch import child_exec
 from tfs_bench.launch import launchers
@@ -97,14 +98,6 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # dead; its new parent reaps it
     except psutil.NoSuchProcess:
         return True
-
-
-def _poll_until(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout_s} s")
-        time.sleep(0.05)  # pacing between looks at another process, not a wait for an event
 
 
 # ----------------------------------------------------------------------------- validation (no server)
@@ -316,7 +309,7 @@ def test_stop_signals_the_whole_group_and_kills_what_ignores_sigterm(models_dir,
         started = time.monotonic()
         assert server.stop(timeout_s=1.0) == -signal.SIGKILL
         assert 1.0 <= time.monotonic() - started < 10
-        _poll_until(lambda: _gone(child.pid), 10, "the server in the wrapper's group stopped by SIGTERM")
+        poll_until(lambda: _gone(child.pid), 10, "the server in the wrapper's group stopped by SIGTERM")
     finally:
         server.stop()
     assert _gone(server.pid) and _children() == []
@@ -427,14 +420,17 @@ def test_models_that_never_become_available_time_out_with_the_log_tail(models_di
     (entry,) = _plan(tmp_path / "plan", {"never_ready": never})
     for version_dir in never.iterdir():  # planned with versions, then they disappear
         version_dir.rename(never / f"moved-{version_dir.name}")
-    spec = launchers.LaunchSpec("embedded", entry, log_dir=str(tmp_path / "logs"), ready_timeout_s=8, poll_interval_s=0.2)
+    # Long enough for the server to start and poll its base path once, which takes about 10 s on a
+    # busy 2-core machine; the warning it then logs must be in the error's log tail.
+    timeout_s = 25
+    spec = launchers.LaunchSpec("embedded", entry, log_dir=str(tmp_path / "logs"), ready_timeout_s=timeout_s, poll_interval_s=0.2)
     started = time.monotonic()
     with pytest.raises(launchers.ReadinessTimeoutError) as raised:
         launchers.launch(spec)
     elapsed_s = time.monotonic() - started
-    assert 8 <= elapsed_s < 8 + 10  # the deadline, plus a bounded stop
+    assert timeout_s <= elapsed_s < timeout_s + 10  # the deadline, plus a bounded stop
     message = str(raised.value)
-    assert message.startswith(f"server 'all_models' (embedded, gRPC {entry.grpc_target}) was not ready after 8 s")
+    assert message.startswith(f"server 'all_models' (embedded, gRPC {entry.grpc_target}) was not ready after {timeout_s} s")
     assert "models not ready: never_ready: UNAVAILABLE" in message
     tail = message.split(f"--- last 20 lines of {tmp_path / 'logs' / 'all_models.log'} ---\n")[1]
     assert str(never) in tail  # the server's warning about the base path holding no version
@@ -463,13 +459,13 @@ def test_a_sigkilled_parent_takes_its_server_down(models_dir, tmp_path):
         )
     server_pid = None
     try:
-        _poll_until(lambda: pid_file.exists() or parent.poll() is not None, READY_TIMEOUT_S, "parent launched its server")
+        poll_until(lambda: pid_file.exists() or parent.poll() is not None, READY_TIMEOUT_S, "parent launched its server")
         assert parent.poll() is None, (tmp_path / "parent.log").read_text()[-3000:]
         server_pid = int(pid_file.read_text())
         assert psutil.Process(server_pid).ppid() == parent.pid
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-        _poll_until(lambda: _gone(server_pid), 30, f"server {server_pid} gone after its parent was SIGKILLed")
+        poll_until(lambda: _gone(server_pid), 30, f"server {server_pid} gone after its parent was SIGKILLed")
     finally:
         parent.kill()
         parent.wait()
@@ -516,3 +512,59 @@ def test_a_program_that_cannot_run_exits_with_127_and_says_why(tmp_path):
     process = processes.ServerProcess("missing", [str(tmp_path / "no_such_server")], tmp_path, env=run_env())
     assert process.wait(30) == child_exec.EXEC_FAILED
     assert f"cannot run {tmp_path / 'no_such_server'}: [Errno 2]" in process.log_tail()
+
+
+# ----------------------------------------------------------------------------- the embedded server without a plan
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(flags=("--port=8500",)), "--port=8500: the launcher picks free ports"),
+        (dict(flags=("--rest_api_port", "8501")), "--rest_api_port: the launcher picks free ports"),
+        (dict(flags=("--host=0.0.0.0",)), "--host=0.0.0.0: the launcher picks free ports"),
+        (dict(ready_models=()), "ready_models must name each model to wait for once, got \\[\\]"),
+        (dict(ready_models=("m", "m")), "ready_models must name each model to wait for once"),
+        (dict(log_dir=""), "needs a log directory"),
+        (dict(name="a/b"), "needs a name that can name its log file"),
+        (dict(ready_timeout_s=1, poll_interval_s=2), "poll_interval_s <= ready_timeout_s"),
+    ],
+)
+def test_embedded_spec_rejects_bad_settings(kwargs, message):
+    fields = {**dict(flags=("--model_name=m",), ready_models=("m",), log_dir="logs"), **kwargs}
+    with pytest.raises(ConfigError, match=message):
+        launchers.EmbeddedSpec(**fields)
+
+
+def test_embedded_spec_picks_free_ports_and_adds_the_listening_flags():
+    spec = launchers.EmbeddedSpec(("--model_name=m", "--model_base_path=/m"), ("m",), "logs")
+    assert spec.rest_port == spec.grpc_port + 1
+    assert all(ports.port_free("127.0.0.1", p) is None for p in (spec.grpc_port, spec.rest_port))
+    assert spec.command() == [
+        sys.executable, "-m", "tfs_bench.server", f"--port={spec.grpc_port}", f"--rest_api_port={spec.rest_port}",
+        "--model_name=m", "--model_base_path=/m", "--host=127.0.0.1",
+    ]
+    assert (spec.grpc_target, spec.rest_address) == (f"127.0.0.1:{spec.grpc_port}", f"127.0.0.1:{spec.rest_port}")
+    grpc_only = launchers.EmbeddedSpec(("--model_name=m",), ("m",), "logs", rest=False)
+    assert grpc_only.rest_port is None and grpc_only.rest_url is None
+    assert not any(arg.startswith("--rest_api_port") for arg in grpc_only.command())
+
+
+@pytest.mark.slow
+def test_embedded_spec_is_ready_on_any_version_and_times_out_naming_a_model_never_served(known_answer_dir, tmp_path):
+    flags = (f"--model_name={MODEL}", f"--model_base_path={known_answer_dir / MODEL}")
+    spec = launchers.EmbeddedSpec(flags, (MODEL,), str(tmp_path / "logs"), ready_timeout_s=READY_TIMEOUT_S)
+    with launchers.launch(spec) as server:
+        assert (server.kind, server.name, server.grpc_target) == ("embedded", "embedded", spec.grpc_target)
+        assert server.rest_address == spec.rest_address and list(server.model_ready_s) == [MODEL]
+        assert _predict(server.grpc_target, MODEL, 2) == [known_answer.expected_output(x, 2) for x in X]
+    assert server.stop() == 0 and _children() == []
+
+    absent = launchers.EmbeddedSpec(flags, ("absent",), str(tmp_path / "logs"), name="absent", ready_timeout_s=5)
+    with pytest.raises(launchers.ReadinessTimeoutError) as raised:
+        launchers.launch(absent)
+    message = str(raised.value)
+    assert message.startswith(f"server 'absent' (embedded, gRPC {absent.grpc_target}) was not ready after 5 s")
+    assert "models not ready: absent: " in message  # UNAVAILABLE while loading, NOT_FOUND once up
+    assert f"--- last 20 lines of {tmp_path / 'logs' / 'absent.log'} ---\n# " in message
+    assert _children() == []

@@ -1,4 +1,4 @@
-"""The launch stage: turns a plan.json server entry into a running server whose models are AVAILABLE.
+"""The launch stage: turns a plan.json server into a running server whose models are AVAILABLE.
 
 Four kinds of server, one readiness rule:
   embedded   our TF-Serving-compatible server, `python -m tfs_bench.server`, as a subprocess
@@ -22,6 +22,13 @@ before a start is tfs_bench.launch.ports.
     finally:
         for server in servers:
             server.stop()
+
+`EmbeddedSpec` starts the embedded server from explicit server flags instead of a plan, on free
+ports, ready when each named model has a version AVAILABLE (experiments on the server, tests):
+
+    spec = launchers.EmbeddedSpec(["--model_name=m", "--model_base_path=/models/m"], ["m"], log_dir="logs")
+    with launchers.launch(spec) as server:
+        ...  # server.grpc_target, server.rest_address
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import time
 from collections.abc import Mapping
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from tfs_bench import addresses
 from tfs_bench import child_process
@@ -96,11 +104,7 @@ class LaunchSpec:
             raise ConfigError(f"launcher kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if not isinstance(self.server, PlannedServer):
             raise ConfigError(f"LaunchSpec.server must be a plan_record.PlannedServer, got {type(self.server).__name__}")
-        if not self.ready_timeout_s > 0 or not 0 < self.poll_interval_s <= self.ready_timeout_s:
-            raise ConfigError(
-                f"need ready_timeout_s > 0 and 0 < poll_interval_s <= ready_timeout_s, got "
-                f"{self.ready_timeout_s} and {self.poll_interval_s}"
-            )
+        _check_timeouts(self.ready_timeout_s, self.poll_interval_s)
         if self.kind == "external":
             self._check_external()
             return
@@ -108,8 +112,7 @@ class LaunchSpec:
             raise ConfigError(f"external_address is only for kind external, not {self.kind}")
         if not self.log_dir:
             raise ConfigError(f"launching a {self.kind} server needs a log directory")
-        if not sys.platform.startswith("linux"):
-            raise ConfigError("starting servers needs Linux (PR_SET_PDEATHSIG keeps them from outliving us)")
+        _check_linux()
         if self.kind == "embedded":
             if self.binary_path is not None:
                 raise ConfigError("binary_path is only for kinds binary and docker")
@@ -152,18 +155,48 @@ class LaunchSpec:
             )
 
     @property
+    def name(self) -> str:
+        return self.server.name
+
+    @property
     def grpc_target(self) -> str:
         if self.kind == "external":
             return addresses.normalize(self.external_address, "external server address")
         return self.server.grpc_target
 
     @property
-    def rest_url(self) -> str | None:
-        """Base URL of the REST API (the plan's REST port; for external, on the given host)."""
+    def rest_address(self) -> str | None:
+        """host:port of the REST API (the plan's REST port; for external, on the given host)."""
         if not self.server.rest_port:
             return None
         host = addresses.parse(self.external_address, "external server address").host if self.kind == "external" else self.server.host
-        return f"http://{addresses.join(host, self.server.rest_port)}"
+        return addresses.join(host, self.server.rest_port)
+
+    @property
+    def rest_url(self) -> str | None:
+        """Base URL of the REST API."""
+        return None if self.rest_address is None else f"http://{self.rest_address}"
+
+    def wanted_versions(self) -> dict[str, tuple[int, ...]]:
+        """Readiness: every planned version of every model."""
+        return {m.name: m.versions for m in self.server.models}
+
+    def start(self) -> processes.ServerProcess | None:
+        """Checks the plan's ports are free and starts the server; kind external starts nothing."""
+        if self.kind == "external":
+            return None
+        server = self.server
+        ports.check_ports_free(server.name, server.host, (server.grpc_port, server.rest_port))
+        docker = self.kind == "docker"
+        return processes.ServerProcess(
+            server.name,
+            self.command(),
+            self.log_dir,
+            env=_child_env(self.kind),
+            cpu_set=None if docker else server.cpu_set,  # docker pins with --cpuset-cpus
+            docker_client=self.binary_path if docker else None,
+            container=processes.container_name(server.docker.run_argv) if docker else None,
+        )
 
     def command(self) -> list[str]:
         """The argv that starts this server; kind external starts nothing."""
@@ -182,22 +215,98 @@ def _cores(cores) -> str:
     return ",".join(str(c) for c in sorted(cores))
 
 
+@dataclasses.dataclass(frozen=True)
+class EmbeddedSpec:
+    """The embedded server started with explicit server flags rather than from a plan.
+
+    For experiments on the server itself and for tests: `flags` are `python -m tfs_bench.server`
+    flags, without --port, --rest_api_port and --host, which the launcher adds. The server is
+    ready when each of `ready_models` has a version AVAILABLE.
+    grpc_port, rest_port: free ports, picked when the spec is made (rest_port is None when rest=False).
+    """
+
+    flags: tuple[str, ...]
+    ready_models: tuple[str, ...]
+    log_dir: str
+    name: str = "embedded"  # the log is <log_dir>/<name>.log
+    host: str = "127.0.0.1"
+    rest: bool = True
+    ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
+    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    grpc_port: int = dataclasses.field(init=False, default=0)
+    rest_port: int | None = dataclasses.field(init=False, default=None)
+
+    kind: ClassVar[str] = "embedded"
+
+    def __post_init__(self):
+        object.__setattr__(self, "flags", tuple(self.flags))
+        object.__setattr__(self, "ready_models", tuple(self.ready_models))
+        if not all(isinstance(flag, str) for flag in self.flags):
+            raise ConfigError(f"server flags must be strings, got {list(self.flags)}")
+        ours = [f for f in self.flags if f.split("=", 1)[0] in _LAUNCHER_FLAGS]
+        if ours:
+            raise ConfigError(
+                f"{', '.join(ours)}: the launcher picks free ports and sets --port, --rest_api_port and "
+                "--host itself (choose the host with `host`, no REST port with rest=False)"
+            )
+        if not self.ready_models or len(set(self.ready_models)) != len(self.ready_models):
+            raise ConfigError(f"ready_models must name each model to wait for once, got {list(self.ready_models)}")
+        if not self.name or os.sep in self.name:
+            raise ConfigError(f"an embedded server needs a name that can name its log file, got {self.name!r}")
+        if not self.log_dir:
+            raise ConfigError("launching an embedded server needs a log directory")
+        _check_timeouts(self.ready_timeout_s, self.poll_interval_s)
+        _check_linux()
+        base = ports.free_port_base(1, self.host)
+        # Frozen, but the ports picked are what every later step must use.
+        object.__setattr__(self, "grpc_port", base)
+        object.__setattr__(self, "rest_port", base + 1 if self.rest else None)
+
+    @property
+    def grpc_target(self) -> str:
+        return addresses.join(self.host, self.grpc_port)
+
+    @property
+    def rest_address(self) -> str | None:
+        return None if self.rest_port is None else addresses.join(self.host, self.rest_port)
+
+    @property
+    def rest_url(self) -> str | None:
+        return None if self.rest_address is None else f"http://{self.rest_address}"
+
+    def wanted_versions(self) -> dict[str, tuple[int, ...]]:
+        """Readiness: any version of each model (the server's own policy decides which)."""
+        return {name: () for name in self.ready_models}
+
+    def command(self) -> list[str]:
+        listen = [f"--port={self.grpc_port}"] + ([f"--rest_api_port={self.rest_port}"] if self.rest_port else [])
+        return child_process.module_argv(EMBEDDED_MODULE, *listen, *self.flags, f"--host={self.host}")
+
+    def start(self) -> processes.ServerProcess:
+        ports.check_ports_free(self.name, self.host, (self.grpc_port, self.rest_port or 0))
+        return processes.ServerProcess(self.name, self.command(), self.log_dir, env=_child_env(self.kind))
+
+
+_LAUNCHER_FLAGS = ("--port", "--rest_api_port", "--host")
+
+
+def _check_timeouts(ready_timeout_s: float, poll_interval_s: float) -> None:
+    if not ready_timeout_s > 0 or not 0 < poll_interval_s <= ready_timeout_s:
+        raise ConfigError(
+            f"need ready_timeout_s > 0 and 0 < poll_interval_s <= ready_timeout_s, got "
+            f"{ready_timeout_s} and {poll_interval_s}"
+        )
+
+
+def _check_linux() -> None:
+    if not sys.platform.startswith("linux"):
+        raise ConfigError("starting servers needs Linux (PR_SET_PDEATHSIG keeps them from outliving us)")
+
+
+Spec = LaunchSpec | EmbeddedSpec
+
+
 # ----------------------------------------------------------------------------- starting
-
-
-def _start_process(spec: LaunchSpec) -> processes.ServerProcess | None:
-    if spec.kind == "external":
-        return None
-    docker = spec.kind == "docker"
-    return processes.ServerProcess(
-        spec.server.name,
-        spec.command(),
-        spec.log_dir,
-        env=_child_env(spec.kind),
-        cpu_set=None if docker else spec.server.cpu_set,  # docker pins with --cpuset-cpus
-        docker_client=spec.binary_path if docker else None,
-        container=processes.container_name(spec.server.docker.run_argv) if docker else None,
-    )
 
 
 def _child_env(kind: str) -> dict[str, str]:
@@ -209,15 +318,12 @@ def _child_env(kind: str) -> dict[str, str]:
 class _Starting:
     """A server between start and ready."""
 
-    def __init__(self, spec: LaunchSpec):
+    def __init__(self, spec: Spec):
         self.spec = spec
-        if spec.kind != "external":
-            server = spec.server
-            ports.check_ports_free(server.name, server.host, (server.grpc_port, server.rest_port))
-        self.probe = ReadinessProbe(spec.grpc_target, {m.name: m.versions for m in spec.server.models})
+        self.probe = ReadinessProbe(spec.grpc_target, spec.wanted_versions())
         try:
             # Last: nothing that can fail may come after a process is started.
-            self.process = _start_process(spec)
+            self.process = spec.start()
         except BaseException:
             self.probe.close()
             raise
@@ -251,7 +357,7 @@ class _Starting:
             )
 
     def _describe(self) -> str:
-        return f"{self.spec.server.name!r} ({self.spec.kind}, gRPC {self.spec.grpc_target})"
+        return f"{self.spec.name!r} ({self.spec.kind}, gRPC {self.spec.grpc_target})"
 
     def _log_tail(self) -> str:
         if self.process is None:
@@ -302,10 +408,11 @@ class RunningServer:
     within one poll interval; TF Serving reports no model before its ports open, after all load).
     """
 
-    def __init__(self, spec: LaunchSpec, process: processes.ServerProcess | None, startup_s: float, model_ready_s: Mapping[str, float]):
-        self.name = spec.server.name
+    def __init__(self, spec: Spec, process: processes.ServerProcess | None, startup_s: float, model_ready_s: Mapping[str, float]):
+        self.name = spec.name
         self.kind = spec.kind
         self.grpc_target = spec.grpc_target
+        self.rest_address = spec.rest_address  # host:port; None without REST
         self.rest_url = spec.rest_url
         self.startup_s = startup_s
         self.model_ready_s = dict(model_ready_s)
@@ -349,12 +456,12 @@ class RunningServer:
         return f"RunningServer({self.name!r}, {self.kind}, {self.grpc_target}, pid={self.pid})"
 
 
-def launch(spec: LaunchSpec) -> RunningServer:
+def launch(spec: Spec) -> RunningServer:
     """Starts one server and waits until it is ready (see launch_all)."""
     return launch_all([spec])[0]
 
 
-def launch_all(specs: Sequence[LaunchSpec], stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> tuple[RunningServer, ...]:
+def launch_all(specs: Sequence[Spec], stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> tuple[RunningServer, ...]:
     """Starts every server, then waits until all are ready; they load concurrently.
 
     If any fails to start or to get ready (LaunchError), or anything else interrupts, every server
@@ -380,8 +487,8 @@ def launch_all(specs: Sequence[LaunchSpec], stop_timeout_s: float = DEFAULT_STOP
     return tuple(s.running() for s in started)
 
 
-def _check_distinct(specs: Sequence[LaunchSpec]) -> None:
-    names = [s.server.name for s in specs]
+def _check_distinct(specs: Sequence[Spec]) -> None:
+    names = [s.name for s in specs]
     targets = [s.grpc_target for s in specs]
     for what, values in (("server names", names), ("gRPC addresses", targets)):
         duplicates = sorted({v for v in values if values.count(v) > 1})

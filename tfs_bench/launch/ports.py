@@ -36,6 +36,11 @@ def free_port_base(servers: int, host: str = "127.0.0.1") -> int:
     raise LaunchError(f"found no {count} consecutive free ports on {host}")
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (for an in-process server, or an address that must refuse)."""
+    return free_port_base(1, host)
+
+
 def check_ports_free(server_name: str, host: str, ports: Iterable[int]) -> None:
     """Raises LaunchError for a port already taken: readiness would probe someone else's server."""
     for port in ports:

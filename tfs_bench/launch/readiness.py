@@ -32,24 +32,28 @@ def _status_request(model: str):
 
 
 def _not_available(versions: tuple[int, ...], response) -> str:
-    """'' when every one of `versions` is AVAILABLE, else what each missing one is doing."""
+    """'' when every one of `versions` (none given: any one version) is AVAILABLE, else why not."""
     reported = {s.version: s for s in response.model_version_status}
-    problems = []
-    for version in versions:
-        status = reported.get(version)
-        if status is None:
-            problems.append(f"version {version} not reported")
-        elif status.state != _AVAILABLE:
-            state = get_model_status_pb2.ModelVersionStatus.State.Name(status.state)
-            error = f" ({status.status.error_message})" if status.status.error_message else ""
-            problems.append(f"version {version} {state}{error}")
-    return "; ".join(problems)
+    if not versions:
+        if any(s.state == _AVAILABLE for s in reported.values()):
+            return ""
+        return "; ".join(_describe(v, reported[v]) for v in sorted(reported)) or "no version reported"
+    missing = [v for v in versions if v not in reported or reported[v].state != _AVAILABLE]
+    return "; ".join(_describe(v, reported.get(v)) for v in missing)
+
+
+def _describe(version: int, status) -> str:
+    if status is None:
+        return f"version {version} not reported"
+    state = get_model_status_pb2.ModelVersionStatus.State.Name(status.state)
+    error = f" ({status.status.error_message})" if status.status.error_message else ""
+    return f"version {version} {state}{error}"
 
 
 class ReadinessProbe:
     """Polls GetModelStatus at `target` until every wanted version of every model is AVAILABLE.
 
-    wanted: model name -> the versions that must be AVAILABLE.
+    wanted: model name -> the versions that must be AVAILABLE; none: any one version will do.
     """
 
     def __init__(self, target: str, wanted: Mapping[str, tuple[int, ...]]):
