@@ -9,17 +9,19 @@ from pathlib import Path
 
 from tfs_bench.export import known_answer
 from tfs_bench.launch import launchers
+from tfs_bench.launch import ports
 from tfs_bench.plan import placement
 from tfs_bench.plan import plan_files
+from tfs_bench.plan import plan_record
 
 
 def planned_server(models, work_dir: Path, **request) -> launchers.RunningServer:
     """One embedded server hosting `models` (placement.ModelEntry), with Prometheus on REST."""
     plan = placement.make_plan(placement.PlanRequest(
-        models=tuple(models), hosting="multi_model", device="cpu", port_base=launchers.free_port_base(1), **request))
+        models=tuple(models), hosting="multi_model", device="cpu", port_base=ports.free_port_base(1), **request))
     path = plan_files.write_plan(plan, work_dir / "plan", docker_image="tensorflow/serving:latest")
-    (entry,) = launchers.server_entries(plan_files.read_plan(path))
-    return launchers.launch(launchers.LaunchSpec("embedded", entry, log_dir=str(work_dir)))
+    (server,) = plan_record.read_plan(path).servers
+    return launchers.launch(launchers.LaunchSpec("embedded", server, log_dir=str(work_dir)))
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from absl import flags
 
 from bench import bench_server
 from bench import closed_loop
+from tfs_bench import addresses
 from tfs_bench.export import known_answer
 from tfs_bench.launch import launchers
 from tfs_bench.plan import placement
@@ -46,8 +47,8 @@ def _measure(server: launchers.RunningServer, protocol: str) -> dict:
             payload = closed_loop.predict_bytes(known_answer.MODEL_NAME, "x", x)
             return closed_loop.grpc_loop(server.grpc_target, payload, _CONCURRENCY.value, _WARMUP.value,
                                          _DURATION.value)
-        host, port = server.rest_url.removeprefix("http://").rsplit(":", 1)
-        return closed_loop.rest_loop(host, int(port), known_answer.MODEL_NAME, closed_loop.rest_body(x, "x"),
+        rest = addresses.parse(server.rest_address)
+        return closed_loop.rest_loop(rest.host, rest.port, known_answer.MODEL_NAME, closed_loop.rest_body(x, "x"),
                                      _CONCURRENCY.value, _WARMUP.value, _DURATION.value)
 
     # Server CPU is read around the whole loop (warm-up included) and divided by every request

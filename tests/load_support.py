@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from serving_process import ServerProcess
-from serving_process import start_server
-from serving_process import write_config
+from server_support import start_embedded
+from server_support import write_config
 from tfs_bench.export import known_answer
+from tfs_bench.launch.launchers import RunningServer
 from tfs_bench.load.records import RequestRecord
 from tfs_bench.load.records import read_records
 from tfs_bench.load.verdict import ValidityCriteria
@@ -33,7 +33,7 @@ QUICK_FLAGS = (
 )
 
 
-def start_two_name_server(known_answer_dir: Path, tmp: Path, *flags: str) -> ServerProcess:
+def start_two_name_server(known_answer_dir: Path, tmp: Path, *flags: str) -> RunningServer:
     """half_plus_two (latest version: y = 0.5x + 3) under two names, gRPC and REST."""
     base = known_answer_dir / MODEL
     config = write_config(
@@ -43,7 +43,7 @@ def start_two_name_server(known_answer_dir: Path, tmp: Path, *flags: str) -> Ser
   config {{ name: "{SECOND_NAME}" base_path: "{base}" model_platform: "tensorflow" }}
 }}""",
     )
-    return start_server([f"--model_config_file={config}", *flags], tmp, ready_model=SECOND_NAME)
+    return start_embedded([f"--model_config_file={config}", *flags], tmp, [MODEL, SECOND_NAME])
 
 
 def run_records(run_dir: Path) -> list[RequestRecord]:

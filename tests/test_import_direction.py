@@ -18,7 +18,7 @@ The rules:
   moves a binary's flags off absl's global FLAGS, without which two binaries cannot be imported into
   one process.
 - Nothing in tfs_bench/ imports from tests/ or bench/ (`bench.*`, or a tests/ module by the name
-  pytest gives it, e.g. `conftest`, `serving_process`).
+  pytest gives it, e.g. `conftest`, `server_support`).
 """
 
 from __future__ import annotations

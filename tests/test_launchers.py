@@ -25,10 +25,15 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from conftest import REPO_ROOT
 from conftest import run_env
+from server_support import poll_until
 from tfs_bench.export import known_answer
+from tfs_bench.launch import child_exec
 from tfs_bench.launch import launchers
+from tfs_bench.launch import ports
+from tfs_bench.launch import processes
 from tfs_bench.plan import placement
 from tfs_bench.plan import plan_files
+from tfs_bench.plan import plan_record
 from tfs_bench.errors import ConfigError
 
 MODEL = known_answer.MODEL_NAME
@@ -57,10 +62,10 @@ def _plan(out: Path, model_paths: dict, hosting="multi_model", cpu_cores=(), pol
         device="cpu",
         version_policy=placement.VersionPolicy.parse(policy),
         cpu_cores=tuple(cpu_cores),
-        port_base=launchers.free_port_base(len(models)),
+        port_base=ports.free_port_base(len(models)),
     )
     path = plan_files.write_plan(placement.make_plan(request), out, "tensorflow/serving:latest")
-    return launchers.server_entries(plan_files.read_plan(path))
+    return plan_record.read_plan(path).servers
 
 
 def _predict(target: str, model: str, version: int) -> list[float]:
@@ -95,28 +100,25 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def _poll_until(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout_s} s")
-        time.sleep(0.05)  # pacing between looks at another process, not a wait for an event
-
-
 # ----------------------------------------------------------------------------- validation (no server)
 
 
-def _entry(**changes) -> launchers.ServerEntry:
-    entry = launchers.ServerEntry(
+def _entry(**changes) -> plan_record.PlannedServer:
+    placed = placement.ServerPlan(
         name="s",
-        models=(launchers.PlannedModel("m", "/abs/m", (1,)),),
+        models=(placement.HostedModel("m", "/abs/m", (1,), {}),),
         host="127.0.0.1",
         grpc_port=9000,
         rest_port=9001,
+        gpu_memory_fraction=None,
         cpu_set=None,
-        flags=("--port=9000",),
-        docker_run_argv=("docker", "run", "--rm", "--name", "tfs-bench-s", "tensorflow/serving:latest"),
+        threads=placement.Threads(),
     )
+    files = plan_record.ServerFiles(*(f"/plan/s/{name}" for name in (
+        "", "models.config", "monitoring.config", "batching.config", "flags.txt", "docker-run.sh", "docker-compose.yml")))
+    image = "tensorflow/serving:latest"
+    docker = plan_record.DockerSpec(image, ("docker", "run", "--rm", "--name", "tfs-bench-s", image), {})
+    entry = plan_record.PlannedServer.of(placed, flags=("--port=9000",), files=files, docker=docker)
     return dataclasses.replace(entry, **changes)
 
 
@@ -170,7 +172,7 @@ def test_commands_per_kind(tmp_path, monkeypatch):
     assert binary.binary_path == str(fake)
     assert binary.command() == [str(fake), "--port=9000"]  # the real binary has no --host
     docker = launchers.LaunchSpec("docker", _entry(), log_dir="l")
-    assert docker.command() == [str(tmp_path / "docker"), *_entry().docker_run_argv[1:]]
+    assert docker.command() == [str(tmp_path / "docker"), *_entry().docker.run_argv[1:]]
     external = launchers.LaunchSpec("external", _entry(), external_address="[::1]:8600")
     assert (external.grpc_target, external.rest_url) == ("[::1]:8600", "http://[::1]:9001")
     assert (embedded.grpc_target, embedded.rest_url) == ("127.0.0.1:9000", "http://127.0.0.1:9001")
@@ -181,30 +183,15 @@ def test_commands_per_kind(tmp_path, monkeypatch):
 def test_docker_argv_needs_a_container_name(tmp_path, monkeypatch):
     _executable(tmp_path / "docker", "#!/bin/sh\n")
     monkeypatch.setenv("PATH", str(tmp_path))
-    unnamed = _entry(docker_run_argv=("docker", "run", "--rm", "tensorflow/serving:latest"))
+    unnamed = _entry(docker=plan_record.DockerSpec("img", ("docker", "run", "--rm", "img"), {}))
     with pytest.raises(ConfigError, match="has no --name"):
         launchers.LaunchSpec("docker", unnamed, log_dir="l")
-    assert launchers.container_name(["docker", "run", "--name=x", "img"]) == "x"
+    assert processes.container_name(["docker", "run", "--name=x", "img"]) == "x"
 
 
 def test_cpu_set_must_be_usable_here():
     with pytest.raises(ConfigError, match=r"pinned to cores 0,4096, but 4096 cannot be used here"):
         launchers.LaunchSpec("embedded", _entry(cpu_set=(0, 4096)), log_dir="l")
-
-
-def test_plan_entries_are_parsed_and_checked(models_dir, tmp_path):
-    (entry,) = _plan(tmp_path / "plan", {MODEL: models_dir / MODEL}, policy="all")
-    assert entry.name == "all_models" and entry.cpu_set is None
-    assert [(m.name, m.versions) for m in entry.models] == [(MODEL, (1, 2))]
-    assert entry.docker_run_argv[:2] == ("docker", "run")
-    with pytest.raises(ConfigError, match="plan server entry 'x' has no 'host'"):
-        launchers.ServerEntry.from_plan({"name": "x", "models": [], "cpu_set": None})
-    with pytest.raises(ConfigError, match="hosts no models"):
-        launchers.ServerEntry.from_plan(
-            {"name": "x", "models": [], "cpu_set": None, "host": "h", "grpc_port": 1, "rest_port": 0, "flags": []}
-        )
-    with pytest.raises(ConfigError, match="the plan lists no servers"):
-        launchers.server_entries({"servers": []})
 
 
 def test_launching_twice_the_same_server_is_refused_before_starting_anything(tmp_path):
@@ -322,7 +309,7 @@ def test_stop_signals_the_whole_group_and_kills_what_ignores_sigterm(models_dir,
         started = time.monotonic()
         assert server.stop(timeout_s=1.0) == -signal.SIGKILL
         assert 1.0 <= time.monotonic() - started < 10
-        _poll_until(lambda: _gone(child.pid), 10, "the server in the wrapper's group stopped by SIGTERM")
+        poll_until(lambda: _gone(child.pid), 10, "the server in the wrapper's group stopped by SIGTERM")
     finally:
         server.stop()
     assert _gone(server.pid) and _children() == []
@@ -403,7 +390,7 @@ def test_docker_launcher_argv_has_every_mount_and_port_the_server_needs(models_d
         _assert_known_answers(server, SECOND)
     assert _gone(server.pid) and _children() == []
     calls = [json.loads(line) for line in record.read_text().splitlines()]
-    assert calls == [list(entry.docker_run_argv[1:]), ["rm", "-f", "tfs-bench-all-models"]]
+    assert calls == [list(entry.docker.run_argv[1:]), ["rm", "-f", "tfs-bench-all-models"]]
     assert "rm -f tfs-bench-all-models" in server.log_tail()
 
 
@@ -433,14 +420,17 @@ def test_models_that_never_become_available_time_out_with_the_log_tail(models_di
     (entry,) = _plan(tmp_path / "plan", {"never_ready": never})
     for version_dir in never.iterdir():  # planned with versions, then they disappear
         version_dir.rename(never / f"moved-{version_dir.name}")
-    spec = launchers.LaunchSpec("embedded", entry, log_dir=str(tmp_path / "logs"), ready_timeout_s=8, poll_interval_s=0.2)
+    # Long enough for the server to start and poll its base path once, which takes about 10 s on a
+    # busy 2-core machine; the warning it then logs must be in the error's log tail.
+    timeout_s = 25
+    spec = launchers.LaunchSpec("embedded", entry, log_dir=str(tmp_path / "logs"), ready_timeout_s=timeout_s, poll_interval_s=0.2)
     started = time.monotonic()
     with pytest.raises(launchers.ReadinessTimeoutError) as raised:
         launchers.launch(spec)
     elapsed_s = time.monotonic() - started
-    assert 8 <= elapsed_s < 8 + 10  # the deadline, plus a bounded stop
+    assert timeout_s <= elapsed_s < timeout_s + 10  # the deadline, plus a bounded stop
     message = str(raised.value)
-    assert message.startswith(f"server 'all_models' (embedded, gRPC {entry.grpc_target}) was not ready after 8 s")
+    assert message.startswith(f"server 'all_models' (embedded, gRPC {entry.grpc_target}) was not ready after {timeout_s} s")
     assert "models not ready: never_ready: UNAVAILABLE" in message
     tail = message.split(f"--- last 20 lines of {tmp_path / 'logs' / 'all_models.log'} ---\n")[1]
     assert str(never) in tail  # the server's warning about the base path holding no version
@@ -453,9 +443,10 @@ def test_a_sigkilled_parent_takes_its_server_down(models_dir, tmp_path):
     pid_file = tmp_path / "server.pid"
     parent_script = (
         "import os, sys, threading\n"
-        "from tfs_bench import launchers, server_config\n"
+        "from tfs_bench.launch import launchers\n"
+        "from tfs_bench.plan import plan_record\n"
         "plan, logs, pid_file = sys.argv[1:]\n"
-        "(entry,) = launchers.server_entries(plan_files.read_plan(plan))\n"
+        "(entry,) = plan_record.read_plan(plan).servers\n"
         "server = launchers.launch(launchers.LaunchSpec('embedded', entry, log_dir=logs, ready_timeout_s=60))\n"
         "open(pid_file + '.tmp', 'w').write(str(server.pid))\n"
         "os.replace(pid_file + '.tmp', pid_file)\n"
@@ -468,13 +459,13 @@ def test_a_sigkilled_parent_takes_its_server_down(models_dir, tmp_path):
         )
     server_pid = None
     try:
-        _poll_until(lambda: pid_file.exists() or parent.poll() is not None, READY_TIMEOUT_S, "parent launched its server")
+        poll_until(lambda: pid_file.exists() or parent.poll() is not None, READY_TIMEOUT_S, "parent launched its server")
         assert parent.poll() is None, (tmp_path / "parent.log").read_text()[-3000:]
         server_pid = int(pid_file.read_text())
         assert psutil.Process(server_pid).ppid() == parent.pid
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-        _poll_until(lambda: _gone(server_pid), 30, f"server {server_pid} gone after its parent was SIGKILLed")
+        poll_until(lambda: _gone(server_pid), 30, f"server {server_pid} gone after its parent was SIGKILLed")
     finally:
         parent.kill()
         parent.wait()
@@ -483,10 +474,97 @@ def test_a_sigkilled_parent_takes_its_server_down(models_dir, tmp_path):
 
 
 def test_free_port_base_and_port_free():
-    base = launchers.free_port_base(2)
+    base = ports.free_port_base(2)
     assert base % 2 == 0
-    assert all(launchers.port_free("127.0.0.1", p) is None for p in range(base, base + 4))
+    assert all(ports.port_free("127.0.0.1", p) is None for p in range(base, base + 4))
     with socket.socket() as listening:
         listening.bind(("127.0.0.1", base))
         listening.listen()
-        assert launchers.port_free("127.0.0.1", base)  # the reason it is taken
+        assert ports.port_free("127.0.0.1", base)  # the reason it is taken
+
+
+_REPORT_SELF = (
+    "import ctypes, json, os, signal, sys\n"
+    "sig = ctypes.c_int()\n"
+    "ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0)  # PR_GET_PDEATHSIG\n"
+    "print(json.dumps({'argv': sys.argv[1:], 'pdeathsig': sig.value, 'cores': sorted(os.sched_getaffinity(0)),"
+    " 'session': os.getsid(0) == os.getpid(), 'pid': os.getpid()}))\n"
+)
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+def test_a_started_process_is_the_program_itself_in_its_own_session_pinned_and_tied_to_its_parent(tmp_path, pinned):
+    core = min(os.sched_getaffinity(0))
+    process = processes.ServerProcess(
+        "reporter", [sys.executable, "-c", _REPORT_SELF, "--flag=1"], tmp_path, env=run_env(),
+        cpu_set=(core,) if pinned else None,
+    )
+    assert process.wait(30) == 0, process.log_tail()
+    log = (tmp_path / "reporter.log").read_text().splitlines()
+    assert log[0].startswith(f"# {sys.executable} -c ")  # the program's own argv, as started
+    seen = json.loads(log[-1])
+    assert seen["argv"] == ["--flag=1"] and seen["pid"] == process.pid  # exec'd, not a child of a wrapper
+    assert seen["pdeathsig"] == signal.SIGTERM and seen["session"]
+    assert seen["cores"] == ([core] if pinned else sorted(os.sched_getaffinity(0)))
+
+
+def test_a_program_that_cannot_run_exits_with_127_and_says_why(tmp_path):
+    process = processes.ServerProcess("missing", [str(tmp_path / "no_such_server")], tmp_path, env=run_env())
+    assert process.wait(30) == child_exec.EXEC_FAILED
+    assert f"cannot run {tmp_path / 'no_such_server'}: [Errno 2]" in process.log_tail()
+
+
+# ----------------------------------------------------------------------------- the embedded server without a plan
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(flags=("--port=8500",)), "--port=8500: the launcher picks free ports"),
+        (dict(flags=("--rest_api_port", "8501")), "--rest_api_port: the launcher picks free ports"),
+        (dict(flags=("--host=0.0.0.0",)), "--host=0.0.0.0: the launcher picks free ports"),
+        (dict(ready_models=()), "ready_models must name each model to wait for once, got \\[\\]"),
+        (dict(ready_models=("m", "m")), "ready_models must name each model to wait for once"),
+        (dict(log_dir=""), "needs a log directory"),
+        (dict(name="a/b"), "needs a name that can name its log file"),
+        (dict(ready_timeout_s=1, poll_interval_s=2), "poll_interval_s <= ready_timeout_s"),
+    ],
+)
+def test_embedded_spec_rejects_bad_settings(kwargs, message):
+    fields = {**dict(flags=("--model_name=m",), ready_models=("m",), log_dir="logs"), **kwargs}
+    with pytest.raises(ConfigError, match=message):
+        launchers.EmbeddedSpec(**fields)
+
+
+def test_embedded_spec_picks_free_ports_and_adds_the_listening_flags():
+    spec = launchers.EmbeddedSpec(("--model_name=m", "--model_base_path=/m"), ("m",), "logs")
+    assert spec.rest_port == spec.grpc_port + 1
+    assert all(ports.port_free("127.0.0.1", p) is None for p in (spec.grpc_port, spec.rest_port))
+    assert spec.command() == [
+        sys.executable, "-m", "tfs_bench.server", f"--port={spec.grpc_port}", f"--rest_api_port={spec.rest_port}",
+        "--model_name=m", "--model_base_path=/m", "--host=127.0.0.1",
+    ]
+    assert (spec.grpc_target, spec.rest_address) == (f"127.0.0.1:{spec.grpc_port}", f"127.0.0.1:{spec.rest_port}")
+    grpc_only = launchers.EmbeddedSpec(("--model_name=m",), ("m",), "logs", rest=False)
+    assert grpc_only.rest_port is None and grpc_only.rest_url is None
+    assert not any(arg.startswith("--rest_api_port") for arg in grpc_only.command())
+
+
+@pytest.mark.slow
+def test_embedded_spec_is_ready_on_any_version_and_times_out_naming_a_model_never_served(known_answer_dir, tmp_path):
+    flags = (f"--model_name={MODEL}", f"--model_base_path={known_answer_dir / MODEL}")
+    spec = launchers.EmbeddedSpec(flags, (MODEL,), str(tmp_path / "logs"), ready_timeout_s=READY_TIMEOUT_S)
+    with launchers.launch(spec) as server:
+        assert (server.kind, server.name, server.grpc_target) == ("embedded", "embedded", spec.grpc_target)
+        assert server.rest_address == spec.rest_address and list(server.model_ready_s) == [MODEL]
+        assert _predict(server.grpc_target, MODEL, 2) == [known_answer.expected_output(x, 2) for x in X]
+    assert server.stop() == 0 and _children() == []
+
+    absent = launchers.EmbeddedSpec(flags, ("absent",), str(tmp_path / "logs"), name="absent", ready_timeout_s=5)
+    with pytest.raises(launchers.ReadinessTimeoutError) as raised:
+        launchers.launch(absent)
+    message = str(raised.value)
+    assert message.startswith(f"server 'absent' (embedded, gRPC {absent.grpc_target}) was not ready after 5 s")
+    assert "models not ready: absent: " in message  # UNAVAILABLE while loading, NOT_FOUND once up
+    assert f"--- last 20 lines of {tmp_path / 'logs' / 'absent.log'} ---\n# " in message
+    assert _children() == []

@@ -22,7 +22,8 @@ from load_support import run_records
 from load_support import run_summary
 from load_support import skip_if_the_machine_was_too_busy
 from load_support import start_two_name_server
-from serving_process import free_port
+from server_support import log_tail
+from tfs_bench.launch.ports import free_port
 from tfs_bench.load import __main__ as load_binary
 
 LOAD = BinaryFlags(load_binary)
@@ -38,7 +39,7 @@ def load_cli(*args, timeout_s=CLI_TIMEOUT_S) -> subprocess.CompletedProcess:
 def server(known_answer_dir, tmp_path_factory):
     server = start_two_name_server(known_answer_dir, tmp_path_factory.mktemp("cli_server"))
     yield server
-    assert server.terminate() == 0, server.describe()
+    assert server.stop() == 0, log_tail(server)
 
 
 @pytest.mark.parametrize(
@@ -123,10 +124,10 @@ def test_an_unreachable_target_is_reported_within_a_bound(tmp_path):
 
 @pytest.mark.slow
 def test_an_unknown_model_is_named_with_the_servers_not_found(server, tmp_path):
-    proc = load_cli(f"--target=127.0.0.1:{server.grpc_port}", "--models=no_such_model", f"--output_dir={tmp_path / 'run'}")
+    proc = load_cli(f"--target={server.grpc_target}", "--models=no_such_model", f"--output_dir={tmp_path / 'run'}")
     assert proc.returncode == 1
     assert (
-        f"error: model 'no_such_model' is not served at 127.0.0.1:{server.grpc_port}: NOT_FOUND: "
+        f"error: model 'no_such_model' is not served at {server.grpc_target}: NOT_FOUND: "
         "Servable not found for request: Latest(no_such_model)"
     ) in proc.stderr
 
@@ -135,7 +136,7 @@ def test_an_unknown_model_is_named_with_the_servers_not_found(server, tmp_path):
 def test_open_mode_writes_records_windows_and_summary_and_prints_progress(server, tmp_path):
     out = tmp_path / "run"
     proc = load_cli(
-        f"--target=127.0.0.1:{server.grpc_port}", f"--models={MODEL}", "--mode=open", "--rate=60",
+        f"--target={server.grpc_target}", f"--models={MODEL}", "--mode=open", "--rate=60",
         "--distribution=constant", "--sla_ms=500", f"--output_dir={out}", *QUICK_FLAGS,
     )
     assert proc.returncode == 0, proc.stderr
@@ -161,7 +162,7 @@ def test_open_mode_writes_records_windows_and_summary_and_prints_progress(server
     assert any(line.startswith(f"  {MODEL}  ") for line in lines)
     assert "SLA p95 <= 500 ms" in proc.stdout and lines[-1] == f"results: {out}"
 
-    again = load_cli(f"--target=127.0.0.1:{server.grpc_port}", f"--models={MODEL}", f"--output_dir={out}")
+    again = load_cli(f"--target={server.grpc_target}", f"--models={MODEL}", f"--output_dir={out}")
     assert again.returncode == 1 and "pass --overwrite" in again.stderr
 
 
@@ -169,7 +170,7 @@ def test_open_mode_writes_records_windows_and_summary_and_prints_progress(server
 def test_closed_mode_over_rest_sweeps_the_concurrency_levels(server, tmp_path):
     out = tmp_path / "sweep"
     proc = load_cli(
-        f"--target=127.0.0.1:{server.rest_port}", "--protocol=rest", f"--models={MODEL}", "--concurrency=1,2",
+        f"--target={server.rest_address}", "--protocol=rest", f"--models={MODEL}", "--concurrency=1,2",
         f"--output_dir={out}", *QUICK_FLAGS,
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
@@ -185,7 +186,7 @@ def test_closed_mode_over_rest_sweeps_the_concurrency_levels(server, tmp_path):
 def test_ramp_mode_adds_qps_delta_per_pass(server, tmp_path):
     out = tmp_path / "ramp"
     proc = load_cli(
-        f"--target=127.0.0.1:{server.grpc_port}", f"--models={MODEL}", "--mode=ramp",
+        f"--target={server.grpc_target}", f"--models={MODEL}", "--mode=ramp",
         "--qps_start=100", "--qps_delta=100", "--sla_ms=2000", "--distribution=constant", "--ramp_patience=1",
         "--ramp_max_passes=2", f"--output_dir={out}", *QUICK_FLAGS,
     )
@@ -204,7 +205,7 @@ def test_ramp_mode_adds_qps_delta_per_pass(server, tmp_path):
 def test_peak_mode_probes_up_to_the_cap(server, tmp_path):
     out = tmp_path / "peak"
     proc = load_cli(
-        f"--target=127.0.0.1:{server.grpc_port}", f"--models={MODEL}", "--mode=peak",
+        f"--target={server.grpc_target}", f"--models={MODEL}", "--mode=peak",
         "--qps_start=100", "--max_rate=200", "--sla_ms=2000", "--distribution=constant", f"--output_dir={out}",
         *QUICK_FLAGS,
     )

@@ -12,8 +12,10 @@ from load_support import MODEL
 from load_support import QUICK_CRITERIA
 from load_support import QUICK_FLAGS
 from load_support import QUICK_POLICY
-from serving_process import start_server
-from serving_process import write_config
+from server_support import log_tail
+from server_support import start_embedded
+from server_support import write_config
+from tfs_bench import addresses
 from tfs_bench.plan import plan_files
 from tfs_bench import tfs_protos
 from tfs_bench.load.config import LoadConfig
@@ -35,13 +37,18 @@ from tfs_bench.load.schedule import TrafficMix
 def server(known_answer_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("monitored_server")
     monitoring = write_config(tmp / "monitoring.config", tfs_protos.to_text(plan_files.monitoring_config()))
-    server = start_server(
+    server = start_embedded(
         [f"--model_name={MODEL}", f"--model_base_path={known_answer_dir / MODEL}", f"--monitoring_config_file={monitoring}"],
         tmp,
-        ready_model=MODEL,
+        [MODEL],
     )
     yield server
-    assert server.terminate() == 0, server.describe()
+    assert server.stop() == 0, log_tail(server)
+
+
+def metrics_url_of(server) -> str:
+    rest = addresses.parse(server.rest_address)
+    return metrics_url(rest.host, rest.port)
 
 
 def monitor_threads() -> list[str]:
@@ -51,13 +58,13 @@ def monitor_threads() -> list[str]:
 def test_each_window_gets_server_cpu_and_a_latency_breakdown(server, tmp_path):
     config = LoadConfig(
         mix=TrafficMix((TenantLoad(MODEL, MODEL, concurrency=2),)),
-        targets=(f"127.0.0.1:{server.grpc_port}",),
+        targets=(server.grpc_target,),
         output_dir=str(tmp_path / "run"),
         policy=QUICK_POLICY,
         criteria=QUICK_CRITERIA,
     )
-    url = metrics_url("127.0.0.1", server.rest_port)
-    with MonitoringObserver({"tfs": server.process.pid}, [url], baseline_s=0.3, interval_s=0.2) as monitoring:
+    url = metrics_url_of(server)
+    with MonitoringObserver({"tfs": server.pid}, [url], baseline_s=0.3, interval_s=0.2) as monitoring:
         run_load(config, ChainedObserver(LoadObserver(), monitoring))
         assert monitor_threads() == []  # run_finished stopped and joined it
 
@@ -76,7 +83,7 @@ def test_each_window_gets_server_cpu_and_a_latency_breakdown(server, tmp_path):
         resources = line.resources
         assert (resources.start_ns, resources.end_ns) == (window.start_ns, window.end_ns)
         [tfs] = resources.servers
-        assert tfs.root_pid == server.process.pid and tfs.cpu_s > 0
+        assert tfs.root_pid == server.pid and tfs.cpu_s > 0
         assert resources.gpu_status == expected
         assert [g.index for g in resources.gpus] == list(range(expected.device_count))
         tenant = line.breakdown[MODEL]
@@ -129,10 +136,10 @@ class LoadObserverSpy:
 
 def test_the_cli_flags_write_resources_per_window(server, tmp_path):
     out = tmp_path / "run"
-    url = metrics_url("127.0.0.1", server.rest_port)
+    url = metrics_url_of(server)
     argv = [
-        sys.executable, "-m", "tfs_bench.load", f"--target=127.0.0.1:{server.grpc_port}", f"--models={MODEL}",
-        f"--output_dir={out}", f"--server_pids=tfs={server.process.pid}", f"--metrics_url={url}", *QUICK_FLAGS,
+        sys.executable, "-m", "tfs_bench.load", f"--target={server.grpc_target}", f"--models={MODEL}",
+        f"--output_dir={out}", f"--server_pids=tfs={server.pid}", f"--metrics_url={url}", *QUICK_FLAGS,
     ]
     proc = subprocess.run(argv, capture_output=True, text=True, env=run_env(), cwd=REPO_ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -24,10 +25,11 @@ from load_support import run_records
 from load_support import run_summary
 from load_support import skip_if_the_machine_was_too_busy
 from load_support import start_two_name_server
-from serving_process import free_port
-from serving_process import start_server
-from serving_process import write_config
+from server_support import log_tail
+from server_support import start_embedded
+from server_support import write_config
 from tfs_bench.export import known_answer
+from tfs_bench.launch.ports import free_port
 from tfs_bench.load import request_bodies
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import LoadError
@@ -58,7 +60,7 @@ LENIENT = dataclasses.replace(QUICK_CRITERIA, max_late_fraction=0.5)
 def server(known_answer_dir, tmp_path_factory):
     server = start_two_name_server(known_answer_dir, tmp_path_factory.mktemp("load_server"))
     yield server
-    assert server.terminate() == 0, server.describe()
+    assert server.stop() == 0, log_tail(server)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def slow_server(known_answer_dir, tmp_path_factory):
         tmp / "batching.config",
         "max_batch_size { value: 64 } batch_timeout_micros { value: 200000 } num_batch_threads { value: 1 }",
     )
-    server = start_server(
+    server = start_embedded(
         [
             f"--model_name={MODEL}",
             f"--model_base_path={known_answer_dir / MODEL}",
@@ -77,15 +79,15 @@ def slow_server(known_answer_dir, tmp_path_factory):
             f"--batching_parameters_file={batching}",
         ],
         tmp,
-        ready_model=MODEL,
+        [MODEL],
         rest=False,
     )
     yield server
-    assert server.terminate() == 0, server.describe()
+    assert server.stop() == 0, log_tail(server)
 
 
 def grpc_target(server) -> str:
-    return f"127.0.0.1:{server.grpc_port}"
+    return server.grpc_target
 
 
 def quick_config(target: str, out: Path, mix: TrafficMix, **overrides) -> LoadConfig:
@@ -121,8 +123,8 @@ def assert_windows_recount(run_dir: Path, records) -> None:
 
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])
 def test_request_inputs_come_from_the_servers_metadata(server, protocol):
-    port = server.grpc_port if protocol == "grpc" else server.rest_port
-    signatures = request_bodies.fetch_signatures(protocol, f"127.0.0.1:{port}", MODEL, 10)
+    target = server.grpc_target if protocol == "grpc" else server.rest_address
+    signatures = request_bodies.fetch_signatures(protocol, target, MODEL, 10)
 
     assert signatures["serving_default"] == (InputSpec("x", "DT_FLOAT", (-1, 3)),)
     assert signatures["times_two"] == (InputSpec("x", "DT_FLOAT", (-1, 3)),)
@@ -130,8 +132,8 @@ def test_request_inputs_come_from_the_servers_metadata(server, protocol):
 
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])
 def test_an_unknown_model_is_named_with_the_servers_not_found(server, tmp_path, protocol):
-    port = server.grpc_port if protocol == "grpc" else server.rest_port
-    config = quick_config(f"127.0.0.1:{port}", tmp_path / "run", closed_mix(1, "no_such_model"), protocol=protocol)
+    target = server.grpc_target if protocol == "grpc" else server.rest_address
+    config = quick_config(target, tmp_path / "run", closed_mix(1, "no_such_model"), protocol=protocol)
     with pytest.raises(ModelError) as info:
         run_load(config)
     message = str(info.value)
@@ -180,7 +182,8 @@ def test_closed_loop_records_every_request_exactly_and_the_answers_are_right(ser
 
     # A sample: the very bytes the workers sent, answered by the server as y = 0.5x + 3.
     body = request_bodies.prepare(config)[MODEL].bodies[0]
-    reply = server.channel.unary_unary(PREDICT_METHOD)(body, timeout=10)
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        reply = channel.unary_unary(PREDICT_METHOD)(body, timeout=10)
     x = tf.make_ndarray(predict_pb2.PredictRequest.FromString(body).inputs["x"])
     y = tf.make_ndarray(predict_pb2.PredictResponse.FromString(reply).outputs["y"])
     np.testing.assert_allclose(y, known_answer.expected_output(x, version=2), rtol=1e-6)
@@ -320,7 +323,7 @@ def test_tenants_start_together_run_together_and_are_summarised_apart(server, tm
 
 @pytest.mark.slow
 def test_rest_protocol_measures_the_same_way(server, tmp_path):
-    config = quick_config(f"127.0.0.1:{server.rest_port}", tmp_path / "run", closed_mix(4, SECOND_NAME), protocol="rest")
+    config = quick_config(server.rest_address, tmp_path / "run", closed_mix(4, SECOND_NAME), protocol="rest")
     result = run_load(config)
 
     records = run_records(tmp_path / "run")

@@ -190,10 +190,18 @@ def test_version_labels():
 
 def test_batching_spec_validation():
     assert placement.BatchingSpec(max_batch_size=8, allowed_batch_sizes=(2, 4, 8)).allowed_batch_sizes == (2, 4, 8)
-    with pytest.raises(ConfigError, match="must equal max_batch_size"):
+    # TF Serving's rule and words, the same as the embedded server's (tfs_bench.batching_rules).
+    with pytest.raises(ConfigError, match="Last entry in allowed_batch_sizes must match max_batch_size; "
+                                          "last entry was 8; expected 16"):
         placement.BatchingSpec(max_batch_size=16, allowed_batch_sizes=(2, 4, 8))
-    with pytest.raises(ConfigError, match="strictly increasing"):
+    with pytest.raises(ConfigError, match=r"must be monotonically increasing; got \[4, 2, 8\]"):
         placement.BatchingSpec(max_batch_size=8, allowed_batch_sizes=(4, 2, 8))
+    with pytest.raises(ConfigError, match=r"must be integers >= 1; got \[0, 8\]"):
+        placement.BatchingSpec(max_batch_size=8, allowed_batch_sizes=(0, 8))
+    # Left unset, max_batch_size is TF Serving's default, and the last size must match that.
+    assert placement.BatchingSpec(allowed_batch_sizes=(10, 1000)).allowed_batch_sizes == (10, 1000)
+    with pytest.raises(ConfigError, match="last entry was 8; expected 1000"):
+        placement.BatchingSpec(allowed_batch_sizes=(2, 8))
     with pytest.raises(ConfigError, match="max_batch_size must be >= 1"):
         placement.BatchingSpec(max_batch_size=0)
 

@@ -276,17 +276,33 @@ def test_a_negative_batch_timeout_is_refused():
         placement.BatchingSpec(batch_timeout_micros=-1)
 
 
-@pytest.mark.parametrize("sizes", [(2, 2, 8), (0, 8), (-1, 8)], ids=["repeated", "zero first", "negative first"])
-def test_allowed_batch_sizes_must_be_positive_and_strictly_increasing(sizes):
-    with pytest.raises(ConfigError, match=r"^allowed_batch_sizes must be positive and strictly increasing"):
+@pytest.mark.parametrize(
+    "sizes, message",
+    [
+        ((2, 2, 8), "allowed_batch_sizes entries must be monotonically increasing; got [2, 2, 8]"),
+        ((0, 8), "batching parameter allowed_batch_sizes entries must be integers >= 1; got [0, 8]"),
+        ((-1, 8), "batching parameter allowed_batch_sizes entries must be integers >= 1; got [-1, 8]"),
+    ],
+    ids=["repeated", "zero first", "negative first"],
+)
+def test_allowed_batch_sizes_must_be_positive_and_strictly_increasing(sizes, message):
+    with pytest.raises(ConfigError, match=exactly(message)):
         placement.BatchingSpec(max_batch_size=8, allowed_batch_sizes=sizes)
 
 
 def test_the_last_allowed_size_is_named_when_it_is_not_the_maximum():
     with pytest.raises(ConfigError, match=exactly(
-        "the last allowed_batch_sizes entry (8) must equal max_batch_size (16), as TF Serving requires"
+        "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 8; expected 16"
     )):
         placement.BatchingSpec(max_batch_size=16, allowed_batch_sizes=(2, 4, 8))
+
+
+def test_allowed_batch_sizes_without_a_maximum_end_at_tf_servings_default():
+    assert placement.BatchingSpec(allowed_batch_sizes=(8, 1000)).allowed_batch_sizes == (8, 1000)
+    with pytest.raises(ConfigError, match=exactly(
+        "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 8; expected 1000"
+    )):
+        placement.BatchingSpec(allowed_batch_sizes=(2, 8))
 
 
 # ----------------------------------------------------------------------------- files and lists

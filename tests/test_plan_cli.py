@@ -172,7 +172,7 @@ def test_impossible_flags_are_refused_while_parsing(args, message):
         (["--models=resnet51"], "no export of resnet51 in .* \\(found: half_plus_two, tiny_cnn, tiny_cnn_uint8\\)"),
         (["--models=tiny_cnn,tiny_cnn"], "duplicate model names in --models: tiny_cnn"),
         (["--models=tiny_cnn", "--enable_batching", "--max_batch_size=8", "--allowed_batch_sizes=2,4"],
-         "must equal max_batch_size"),
+         "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 4; expected 8"),
         (["--models=tiny_cnn", "--model_base_paths=tiny_cnn=relative/dir"], "must be absolute"),
         (["--models=tiny_cnn", "--model_base_paths=other=/x"], "--model_base_paths names models not in --models: other"),
         (["--models=tiny_cnn,half_plus_two", "--hosting=multi_process", "--cpu_cores=0"],

@@ -19,18 +19,24 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving_process import start_server, write_config
+from server_support import Stubs, log_tail, start_embedded, write_config
 from tfs_bench.export import known_answer
 from tfs_bench.prometheus import parse_prometheus_text, sample_key
 
 MODEL = known_answer.MODEL_NAME
 X = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=np.float32)
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+SOCKET = "grpc.sock"
 
 
 @pytest.fixture(scope="module")
-def server(known_answer_dir, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("api_server")
+def api_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("api_server")
+
+
+@pytest.fixture(scope="module")
+def server(known_answer_dir, api_dir):
+    tmp = api_dir
     base = known_answer_dir / MODEL
     config = write_config(tmp / "models.config", f"""
 model_config_list {{
@@ -53,17 +59,22 @@ model_config_list {{
     monitoring = write_config(
         tmp / "monitoring.config", "prometheus_config { enable: true path: \"/metrics\" }"
     )
-    socket_path = tmp / "grpc.sock"
     flags = [
         f"--model_config_file={config}",
         f"--monitoring_config_file={monitoring}",
-        f"--grpc_socket_path={socket_path}",
+        f"--grpc_socket_path={tmp / SOCKET}",
         "--grpc_channel_arguments=grpc.max_concurrent_streams=100,grpc.primary_user_agent=tfs",
     ]
-    server = start_server(flags, tmp, ready_model=MODEL)
-    server.socket_path = socket_path
+    server = start_embedded(flags, tmp, [MODEL])
     yield server
-    assert server.terminate() == 0, server.describe()
+    assert server.stop() == 0, log_tail(server)
+
+
+@pytest.fixture(scope="module")
+def stubs(server):
+    stubs = Stubs(server)
+    yield stubs
+    stubs.close()
 
 
 def make_request(model=MODEL, x=X, version=None, label=None, signature=None, output_filter=()):
@@ -101,8 +112,8 @@ def rpc_error(call) -> grpc.RpcError:
 # Predict.
 
 
-def test_predict_serves_the_latest_version_with_typed_outputs(server):
-    response = server.prediction.Predict(make_request(), timeout=10)
+def test_predict_serves_the_latest_version_with_typed_outputs(stubs):
+    response = stubs.prediction.Predict(make_request(), timeout=10)
 
     np.testing.assert_array_equal(output(response), known_answer.expected_output(X, version=2))
     tensor = response.outputs["y"]
@@ -118,41 +129,41 @@ def test_predict_serves_the_latest_version_with_typed_outputs(server):
     "spec, version",
     [({"version": 1}, 1), ({"version": 2}, 2), ({"label": "stable"}, 1), ({"label": "canary"}, 2)],
 )
-def test_predict_by_version_and_label(server, spec, version):
-    response = server.prediction.Predict(make_request(**spec), timeout=10)
+def test_predict_by_version_and_label(stubs, spec, version):
+    response = stubs.prediction.Predict(make_request(**spec), timeout=10)
 
     np.testing.assert_array_equal(output(response), known_answer.expected_output(X, version=version))
     assert response.model_spec.version.value == version
 
 
-def test_predict_other_signature_and_output_filter(server):
+def test_predict_other_signature_and_output_filter(stubs):
     request = make_request(signature="times_two", output_filter=["y"])
 
-    response = server.prediction.Predict(request, timeout=10)
+    response = stubs.prediction.Predict(request, timeout=10)
 
     np.testing.assert_array_equal(output(response), known_answer.expected_output(X, signature="times_two"))
     assert response.model_spec.signature_name == "times_two"
 
 
-def test_predict_accepts_typed_float_val_inputs(server):
+def test_predict_accepts_typed_float_val_inputs(stubs):
     request = make_request()
     request.inputs["x"].CopyFrom(typed_float_tensor(X))
 
-    response = server.prediction.Predict(request, timeout=10)
+    response = stubs.prediction.Predict(request, timeout=10)
 
     np.testing.assert_array_equal(output(response), known_answer.expected_output(X, version=2))
 
 
-def test_messages_larger_than_grpcs_4_mib_default_pass_both_ways(server):
+def test_messages_larger_than_grpcs_4_mib_default_pass_both_ways(stubs):
     x = np.arange(3 * 500_000, dtype=np.float32).reshape(-1, 3)  # 6 MB each way
 
-    response = server.prediction.Predict(make_request(x=x, signature="times_two"), timeout=60)
+    response = stubs.prediction.Predict(make_request(x=x, signature="times_two"), timeout=60)
 
     np.testing.assert_array_equal(output(response), 2 * x)
 
 
-def test_predict_over_the_unix_socket(server):
-    with grpc.insecure_channel(f"unix:{server.socket_path}") as channel:
+def test_predict_over_the_unix_socket(server, api_dir):
+    with grpc.insecure_channel(f"unix:{api_dir / SOCKET}") as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         response = stub.Predict(make_request(version=1), timeout=10)
 
@@ -236,8 +247,8 @@ def _unknown_rank():
         "truncated_tensor_content", "unknown_rank", "bad_shape_fails_in_tensorflow",
     ],
 )
-def test_predict_errors_match_tf_serving(server, build, code, message):
-    error = rpc_error(lambda: server.prediction.Predict(build(), timeout=10))
+def test_predict_errors_match_tf_serving(stubs, build, code, message):
+    error = rpc_error(lambda: stubs.prediction.Predict(build(), timeout=10))
 
     assert error.code() == code
     assert error.details().startswith(message), error.details()
@@ -247,11 +258,11 @@ def test_predict_errors_match_tf_serving(server, build, code, message):
     "model, versions",
     [(MODEL, [2, 1]), ("latest", [2]), ("latest_two", [2, 1]), ("specific_one", [1])],
 )
-def test_version_policies_choose_the_served_versions(server, model, versions):
+def test_version_policies_choose_the_served_versions(stubs, model, versions):
     request = get_model_status_pb2.GetModelStatusRequest()
     request.model_spec.name = model
 
-    response = server.models.GetModelStatus(request, timeout=10)
+    response = stubs.models.GetModelStatus(request, timeout=10)
 
     assert [s.version for s in response.model_version_status] == versions
     assert all(s.state == AVAILABLE for s in response.model_version_status)
@@ -259,7 +270,7 @@ def test_version_policies_choose_the_served_versions(server, model, versions):
                for s in response.model_version_status)
 
 
-def test_model_status_of_one_version_and_of_a_label(server):
+def test_model_status_of_one_version_and_of_a_label(stubs):
     by_version = get_model_status_pb2.GetModelStatusRequest()
     by_version.model_spec.name = MODEL
     by_version.model_spec.version.value = 1
@@ -267,8 +278,8 @@ def test_model_status_of_one_version_and_of_a_label(server):
     by_label.model_spec.name = MODEL
     by_label.model_spec.version_label = "canary"
 
-    assert [s.version for s in server.models.GetModelStatus(by_version).model_version_status] == [1]
-    assert [s.version for s in server.models.GetModelStatus(by_label).model_version_status] == [2]
+    assert [s.version for s in stubs.models.GetModelStatus(by_version).model_version_status] == [1]
+    assert [s.version for s in stubs.models.GetModelStatus(by_label).model_version_status] == [2]
 
 
 @pytest.mark.parametrize(
@@ -279,24 +290,24 @@ def test_model_status_of_one_version_and_of_a_label(server):
         (None, None, grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec"),
     ],
 )
-def test_model_status_errors(server, name, version, code, message):
+def test_model_status_errors(stubs, name, version, code, message):
     request = get_model_status_pb2.GetModelStatusRequest()
     if name is not None:
         request.model_spec.name = name
     if version is not None:
         request.model_spec.version.value = version
 
-    error = rpc_error(lambda: server.models.GetModelStatus(request, timeout=10))
+    error = rpc_error(lambda: stubs.models.GetModelStatus(request, timeout=10))
 
     assert (error.code(), error.details()) == (code, message)
 
 
-def test_model_metadata_holds_the_savedmodels_signature_defs(server):
+def test_model_metadata_holds_the_savedmodels_signature_defs(stubs):
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
     request.model_spec.name = MODEL
     request.model_spec.version.value = 1
 
-    response = server.prediction.GetModelMetadata(request, timeout=10)
+    response = stubs.prediction.GetModelMetadata(request, timeout=10)
 
     signature_defs = get_model_metadata_pb2.SignatureDefMap()
     assert response.metadata["signature_def"].Unpack(signature_defs)
@@ -320,12 +331,12 @@ def test_model_metadata_holds_the_savedmodels_signature_defs(server):
         (["signature_def"], None, grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec"),
     ],
 )
-def test_model_metadata_errors(server, fields, name, code, message):
+def test_model_metadata_errors(stubs, fields, name, code, message):
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=fields)
     if name is not None:
         request.model_spec.name = name
 
-    error = rpc_error(lambda: server.prediction.GetModelMetadata(request, timeout=10))
+    error = rpc_error(lambda: stubs.prediction.GetModelMetadata(request, timeout=10))
 
     assert (error.code(), error.details()) == (code, message)
 
@@ -338,8 +349,8 @@ def test_model_metadata_errors(server, fields, name, code, message):
         ("MultiInference", inference_pb2.MultiInferenceRequest()),
     ],
 )
-def test_classify_regress_multi_inference_are_unimplemented(server, method, request_message):
-    error = rpc_error(lambda: getattr(server.prediction, method)(request_message, timeout=10))
+def test_classify_regress_multi_inference_are_unimplemented(stubs, method, request_message):
+    error = rpc_error(lambda: getattr(stubs.prediction, method)(request_message, timeout=10))
 
     assert error.code() == grpc.StatusCode.UNIMPLEMENTED
     assert method in error.details()
@@ -352,7 +363,7 @@ def http(server, method, path, body=None):
     """(HTTP status, parsed JSON or text) of one request to the server's REST port."""
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     request = urllib.request.Request(
-        f"http://127.0.0.1:{server.rest_port}{path}", data=data, method=method
+        f"{server.rest_url}{path}", data=data, method=method
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -455,8 +466,8 @@ def test_rest_outside_v1_is_not_found(server):
     assert status == 404 and "error" in body
 
 
-def test_prometheus_metrics_on_the_rest_port(server):
-    server.prediction.Predict(make_request(model="latest"), timeout=10)
+def test_prometheus_metrics_on_the_rest_port(server, stubs):
+    stubs.prediction.Predict(make_request(model="latest"), timeout=10)
     http(server, "POST", "/v1/models/latest:predict", {"instances": X.tolist()})
     http(server, "POST", "/v1/models/latest/versions/9:predict", {"instances": X.tolist()})
 

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
-from serving_process import start_server, write_config
+from server_support import Stubs, log_tail, start_embedded, write_config
 from tfs_bench.export import known_answer
 from tfs_bench.prometheus import parse_prometheus_text, sample_key
 
@@ -39,9 +39,16 @@ allowed_batch_sizes: 4
         f"--monitoring_config_file={monitoring}",
         "--rest_api_timeout_in_ms=500",  # shorter than a batch's timeout
     ]
-    server = start_server(flags, tmp, ready_model=MODEL)
+    server = start_embedded(flags, tmp, [MODEL])
     yield server
-    assert server.terminate() == 0, server.describe()
+    assert server.stop() == 0, log_tail(server)
+
+
+@pytest.fixture(scope="module")
+def stubs(server):
+    stubs = Stubs(server)
+    yield stubs
+    stubs.close()
 
 
 def request_for(x):
@@ -56,7 +63,7 @@ def rows(n, start=0.0):
 
 
 def metrics(server):
-    url = f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics"
+    url = f"{server.rest_url}/monitoring/prometheus/metrics"
     with urllib.request.urlopen(url, timeout=10) as response:
         return parse_prometheus_text(response.read().decode())
 
@@ -66,9 +73,9 @@ def delta(before, after, name, labels=None):
     return after.get(key, 0) - before.get(key, 0)
 
 
-def concurrently(server, inputs):
+def concurrently(stubs, inputs):
     """Sends every input at once; returns each response or RpcError, in order."""
-    futures = [server.prediction.Predict.future(request_for(x), timeout=WAIT_S) for x in inputs]
+    futures = [stubs.prediction.Predict.future(request_for(x), timeout=WAIT_S) for x in inputs]
     results = []
     for future in futures:
         try:
@@ -78,11 +85,11 @@ def concurrently(server, inputs):
     return results
 
 
-def test_concurrent_requests_merge_into_one_tensorflow_call(server):
+def test_concurrent_requests_merge_into_one_tensorflow_call(server, stubs):
     before = metrics(server)
     inputs = [rows(1, start=10 * i) for i in range(4)]
 
-    results = concurrently(server, inputs)
+    results = concurrently(stubs, inputs)
 
     for x, response in zip(inputs, results):
         np.testing.assert_array_equal(tf.make_ndarray(response.outputs["y"]), known_answer.expected_output(x, 2))
@@ -93,11 +100,11 @@ def test_concurrent_requests_merge_into_one_tensorflow_call(server):
     assert delta(before, after, f"{BATCHING}:queuing_latency_count", queued) == 4
 
 
-def test_a_batch_is_padded_to_the_next_allowed_size_and_the_padding_dropped(server):
+def test_a_batch_is_padded_to_the_next_allowed_size_and_the_padding_dropped(server, stubs):
     before = metrics(server)
     x = rows(3)
 
-    response = server.prediction.Predict(request_for(x), timeout=WAIT_S)
+    response = stubs.prediction.Predict(request_for(x), timeout=WAIT_S)
 
     np.testing.assert_array_equal(tf.make_ndarray(response.outputs["y"]), known_answer.expected_output(x, 2))
     after = metrics(server)
@@ -106,9 +113,9 @@ def test_a_batch_is_padded_to_the_next_allowed_size_and_the_padding_dropped(serv
     assert delta(before, after, f"{BATCHING}:padding_size_sum", {"execution_batch_size": "4"}) == 1
 
 
-def test_a_full_queue_answers_unavailable(server):
+def test_a_full_queue_answers_unavailable(stubs):
     # 3 + 2 rows do not fit one batch of 4, and the queue holds one batch: one task is refused.
-    results = concurrently(server, [rows(3), rows(2)])
+    results = concurrently(stubs, [rows(3), rows(2)])
 
     errors = [r for r in results if isinstance(r, grpc.RpcError)]
     assert len(errors) == 1
@@ -118,9 +125,9 @@ def test_a_full_queue_answers_unavailable(server):
     )
 
 
-def test_a_task_larger_than_the_largest_batch_is_invalid(server):
+def test_a_task_larger_than_the_largest_batch_is_invalid(stubs):
     with pytest.raises(grpc.RpcError) as info:
-        server.prediction.Predict(request_for(rows(5)), timeout=WAIT_S)
+        stubs.prediction.Predict(request_for(rows(5)), timeout=WAIT_S)
 
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.details() == "Task size 5 is larger than maximum input batch size 4"
@@ -128,7 +135,7 @@ def test_a_task_larger_than_the_largest_batch_is_invalid(server):
 
 def rest_predict(server, x):
     body = json.dumps({"instances": x.tolist()}).encode()
-    url = f"http://127.0.0.1:{server.rest_port}/v1/models/{MODEL}:predict"
+    url = f"{server.rest_url}/v1/models/{MODEL}:predict"
     try:
         with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=WAIT_S) as response:
             return response.status, json.loads(response.read())
@@ -143,11 +150,11 @@ def test_rest_requests_are_batched_too(server):
     np.testing.assert_array_equal(body["predictions"], known_answer.expected_output(rows(4), 2))
 
 
-def test_a_deadline_passing_in_the_queue_is_deadline_exceeded(server):
+def test_a_deadline_passing_in_the_queue_is_deadline_exceeded(server, stubs):
     before = metrics(server)
 
     with pytest.raises(grpc.RpcError) as info:
-        server.prediction.Predict(request_for(rows(1)), timeout=0.5)  # the batch waits 1 s
+        stubs.prediction.Predict(request_for(rows(1)), timeout=0.5)  # the batch waits 1 s
     status, body = rest_predict(server, rows(1))  # --rest_api_timeout_in_ms=500
 
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED

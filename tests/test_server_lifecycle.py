@@ -16,7 +16,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving_process import free_port, poll_until, start_server, write_config
+from server_support import Stubs, log_tail, poll_until, start_embedded, write_config
+from tfs_bench.launch.ports import free_port
 from tfs_bench.export import known_answer
 from tfs_bench.errors import ConfigError
 from tfs_bench.server import config_files
@@ -79,50 +80,60 @@ def root(known_answer_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(root):
-    config = write_config(root / "models.config", model_list(("polled", root / "polled")))
+def config_path(root):
+    return root / "models.config"
+
+
+@pytest.fixture(scope="module")
+def server(root, config_path):
+    write_config(config_path, model_list(("polled", root / "polled")))
     flags = [
-        f"--model_config_file={config}",
+        f"--model_config_file={config_path}",
         "--model_config_file_poll_wait_seconds=1",
         "--file_system_poll_wait_seconds=1",
     ]
-    server = start_server(flags, root, ready_model="polled", rest=False)
-    server.config_path = config
+    server = start_embedded(flags, root, ["polled"], rest=False)
     yield server
-    if server.process.poll() is None:
-        assert server.terminate() == 0, server.describe()
+    assert server.stop() == 0, log_tail(server)  # stop is idempotent: the SIGTERM test may have stopped it
 
 
-def test_a_new_version_directory_becomes_available(server, root, known_answer_dir):
+@pytest.fixture(scope="module")
+def stubs(server):
+    stubs = Stubs(server)
+    yield stubs
+    stubs.close()
+
+
+def test_a_new_version_directory_becomes_available(server, stubs, root, known_answer_dir):
     copy_version(known_answer_dir, root / "polled", 2)
 
-    poll_until(lambda: server.model_available("polled", 2), WAIT_S, "version 2 AVAILABLE", server.describe)
-    poll_until(lambda: server.model_states("polled").get(1) == END, WAIT_S, "version 1 END", server.describe)
-    np.testing.assert_array_equal(answer(server.prediction, "polled"), known_answer.expected_output(X, 2))
+    poll_until(lambda: stubs.model_available("polled", 2), WAIT_S, "version 2 AVAILABLE", lambda: log_tail(server))
+    poll_until(lambda: stubs.model_states("polled").get(1) == END, WAIT_S, "version 1 END", lambda: log_tail(server))
+    np.testing.assert_array_equal(answer(stubs.prediction, "polled"), known_answer.expected_output(X, 2))
 
 
-def test_config_file_changes_are_polled(server, root):
-    write_config(server.config_path, model_list(("polled", root / "polled"), ("from_file", root / "other")))
-    poll_until(lambda: server.model_available("from_file"), WAIT_S, "from_file AVAILABLE", server.describe)
+def test_config_file_changes_are_polled(server, stubs, root, config_path):
+    write_config(config_path, model_list(("polled", root / "polled"), ("from_file", root / "other")))
+    poll_until(lambda: stubs.model_available("from_file"), WAIT_S, "from_file AVAILABLE", lambda: log_tail(server))
 
-    write_config(server.config_path, model_list(("polled", root / "polled")))
-    poll_until(lambda: server.model_states("from_file").get(2) == END, WAIT_S, "from_file END",
-               server.describe)
+    write_config(config_path, model_list(("polled", root / "polled")))
+    poll_until(lambda: stubs.model_states("from_file").get(2) == END, WAIT_S, "from_file END",
+               lambda: log_tail(server))
 
 
-def test_reload_adds_and_removes_models(server, root):
-    server.models.HandleReloadConfigRequest(
+def test_reload_adds_and_removes_models(stubs, root):
+    stubs.models.HandleReloadConfigRequest(
         reload_request(("polled", root / "polled"), ("added", root / "other")), timeout=WAIT_S
     )
     # AVAILABLE as soon as the reload returns.
-    np.testing.assert_array_equal(answer(server.prediction, "added"), known_answer.expected_output(X, 2))
+    np.testing.assert_array_equal(answer(stubs.prediction, "added"), known_answer.expected_output(X, 2))
 
-    server.models.HandleReloadConfigRequest(reload_request(("polled", root / "polled")), timeout=WAIT_S)
+    stubs.models.HandleReloadConfigRequest(reload_request(("polled", root / "polled")), timeout=WAIT_S)
 
     with pytest.raises(grpc.RpcError) as info:
-        answer(server.prediction, "added")
+        answer(stubs.prediction, "added")
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
-    assert server.model_states("added") == {2: END}
+    assert stubs.model_states("added") == {2: END}
 
 
 @pytest.mark.parametrize(
@@ -134,22 +145,22 @@ def test_reload_adds_and_removes_models(server, root):
          "Model bad: base_path must be an absolute path"),
     ],
 )
-def test_a_bad_reload_fails_quickly_and_changes_nothing(server, root, models, code, message):
+def test_a_bad_reload_fails_quickly_and_changes_nothing(stubs, root, models, code, message):
     started = time.monotonic()
 
     with pytest.raises(grpc.RpcError) as info:
-        server.models.HandleReloadConfigRequest(
+        stubs.models.HandleReloadConfigRequest(
             reload_request(("polled", root / "polled"), *models), timeout=WAIT_S
         )
 
     assert info.value.code() == code
     assert info.value.details().startswith(message), info.value.details()
     assert time.monotonic() - started < 5
-    assert server.model_available("polled")
+    assert stubs.model_available("polled")
 
 
 def test_sigterm_stops_the_server_with_status_zero(server):
-    assert server.terminate() == 0, server.describe()
+    assert server.stop() == 0, log_tail(server)
     assert "Shutting down on signal" in server.log_tail(5)
 
 

@@ -5,7 +5,7 @@ import threading
 import grpc
 import pytest
 
-from serving_process import poll_until
+from server_support import poll_until
 from tfs_bench.errors import ConfigError
 from tfs_bench.server.model_config import ModelConfig, VersionPolicy
 from tfs_bench.server.models import ModelManager, State, VersionStatus

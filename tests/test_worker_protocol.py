@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import socket
 import subprocess
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from conftest import REPO_ROOT
 from conftest import run_env
 from tfs_bench.child_process import module_argv
+from tfs_bench.launch.ports import free_port
 from tfs_bench.load import worker_protocol
 from tfs_bench.load.worker_protocol import ErrorEvent
 from tfs_bench.load.worker_protocol import FlushedEvent
@@ -105,12 +105,6 @@ def test_a_tag_of_another_message_is_refused():
         MarkCommand.from_json({"cmd": "start", "end_ns": 1})
     with pytest.raises(ValueError, match="not a JSON message"):
         worker_protocol.decode_event(b"{oops\n")
-
-
-def free_port() -> int:
-    with socket.socket() as s:  # not serving_process's: that module imports TensorFlow
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_real_worker_reads_the_plan_and_reports_its_failure_as_an_error_event(tmp_path):

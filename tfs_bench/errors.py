@@ -26,6 +26,10 @@ class RunFileError(TfsBenchError, ValueError):
     """A file of a run directory is missing, of another schema version, or not what it should hold."""
 
 
+class LaunchError(TfsBenchError):
+    """A server could not be started, stopped, or made ready (see tfs_bench.launch.launchers)."""
+
+
 def exits_cleanly(main):
     """Wraps an absl `main`: a TfsBenchError becomes `error: <message>` and exit status 1."""
 

@@ -71,3 +71,13 @@ class VersionPolicy:
         if self.kind == "all":
             return frozenset(found)
         return frozenset(found).intersection(self.versions)
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "num_versions": self.num_versions, "versions": list(self.versions)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "VersionPolicy":
+        versions = d["versions"]
+        if not isinstance(versions, list):
+            raise TypeError(f"versions must be a list, got {versions!r}")
+        return cls(kind=d["kind"], num_versions=d["num_versions"], versions=tuple(versions))

@@ -1,4 +1,4 @@
-"""The launch stage: turns a plan.json server entry into a running server whose models are AVAILABLE.
+"""The launch stage: turns a plan.json server into a running server whose models are AVAILABLE.
 
 Four kinds of server, one readiness rule:
   embedded   our TF-Serving-compatible server, `python -m tfs_bench.server`, as a subprocess
@@ -9,76 +9,61 @@ A server is ready when ModelService.GetModelStatus reports every planned version
 AVAILABLE. TF Serving opens its ports only after loading, so a refused connection while it loads is
 normal; a server process that exits before it is ready fails the launch at once.
 
-Started servers never outlive the launcher: each runs in its own session, so stop() signals its
-whole process group, and asks the kernel for SIGTERM when its parent dies (PR_SET_PDEATHSIG),
-which covers a parent killed with SIGKILL. Server output goes to `<log_dir>/<server>.log`, never to
-a pipe that nobody drains.
+Started servers never outlive the launcher (tfs_bench.launch.processes): stop() signals the
+server's whole process group, and the kernel sends it SIGTERM when its parent dies. Server output
+goes to `<log_dir>/<server>.log`. Readiness is tfs_bench.launch.readiness; the ports-free check
+before a start is tfs_bench.launch.ports.
 
-    entries = launchers.server_entries(server_config.read_plan("plans/default"))
-    specs = [launchers.LaunchSpec("embedded", entry, log_dir="runs/x/logs") for entry in entries]
+    plan = plan_record.read_plan("plans/default")
+    specs = [launchers.LaunchSpec("embedded", server, log_dir="runs/x/logs") for server in plan.servers]
     servers = launchers.launch_all(specs)
     try:
         ...  # servers[i].grpc_target, .startup_s, .model_ready_s
     finally:
         for server in servers:
             server.stop()
+
+`EmbeddedSpec` starts the embedded server from explicit server flags instead of a plan, on free
+ports, ready when each named model has a version AVAILABLE (experiments on the server, tests):
+
+    spec = launchers.EmbeddedSpec(["--model_name=m", "--model_base_path=/models/m"], ["m"], log_dir="logs")
+    with launchers.launch(spec) as server:
+        ...  # server.grpc_target, server.rest_address
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import os
-import shlex
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from collections.abc import Sequence
 from pathlib import Path
-
-import grpc
-from tensorflow_serving.apis import get_model_status_pb2
-from tensorflow_serving.apis import model_service_pb2_grpc
+from typing import ClassVar
 
 from tfs_bench import addresses
 from tfs_bench import child_process
 from tfs_bench.errors import ConfigError
-from tfs_bench.errors import TfsBenchError
+from tfs_bench.errors import LaunchError
+from tfs_bench.launch import ports
+from tfs_bench.launch import processes
+from tfs_bench.launch.processes import LOG_TAIL_LINES
+from tfs_bench.launch.readiness import ReadinessProbe
+from tfs_bench.plan.plan_record import PlannedServer
 
 KINDS = ("embedded", "binary", "docker", "external")
 BINARY_NAME = "tensorflow_model_server"
 DOCKER_NAME = "docker"
 EMBEDDED_MODULE = "tfs_bench.server"
+_BINARY_HINT = "; install TF Serving, give the binary's path, or use the embedded server"
 
 # Loading large models on a GPU can take minutes in TF Serving.
 DEFAULT_READY_TIMEOUT_S = 300.0
 DEFAULT_POLL_INTERVAL_S = 0.1
 # The embedded server gives in-flight requests 10 s after SIGTERM; TF Serving is similar.
 DEFAULT_STOP_TIMEOUT_S = 30.0
-DOCKER_RM_TIMEOUT_S = 60.0
-LOG_TAIL_LINES = 20
-
-_AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-# A poll must not hang on a server that accepted the connection but does not answer.
-_STATUS_RPC_TIMEOUT_S = 1.0
-# gRPC backs off reconnecting for up to two minutes by default; a loading server refuses
-# connections for seconds, and its ports opening must be seen within a poll interval.
-_CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 50),
-    ("grpc.min_reconnect_backoff_ms", 50),
-    ("grpc.max_reconnect_backoff_ms", 200),
-)
-_TAIL_READ_BYTES = 64 * 1024
-# The directory holding the tfs_bench package, so `python -m tfs_bench.server` finds this copy.
-
-
-class LaunchError(TfsBenchError):
-    """A server could not be started, stopped, or made ready."""
 
 
 class ServerExitedError(LaunchError):
@@ -91,103 +76,6 @@ class ServerExitedError(LaunchError):
 
 class ReadinessTimeoutError(LaunchError):
     """The server's models were not all AVAILABLE by the deadline."""
-
-
-# ----------------------------------------------------------------------------- plan entries
-
-
-@dataclasses.dataclass(frozen=True)
-class PlannedModel:
-    """One model of a plan server: the versions readiness waits for, and its labels."""
-
-    name: str
-    base_path: str
-    versions: tuple[int, ...]
-    labels: tuple[tuple[str, int], ...] = ()
-
-    def __post_init__(self):
-        if not self.name:
-            raise ConfigError("a planned model needs a name")
-        if not self.versions or any(not isinstance(v, int) or v < 0 for v in self.versions):
-            raise ConfigError(
-                f"model {self.name!r} needs at least one served version, as non-negative integers; "
-                f"got {list(self.versions)}"
-            )
-
-
-@dataclasses.dataclass(frozen=True)
-class ServerEntry:
-    """The parts of a plan.json server entry that launching needs."""
-
-    name: str
-    models: tuple[PlannedModel, ...]
-    host: str
-    grpc_port: int
-    rest_port: int  # 0: no REST listener
-    cpu_set: tuple[int, ...] | None  # None: not pinned
-    flags: tuple[str, ...]  # tensorflow_model_server flags with this machine's paths
-    docker_run_argv: tuple[str, ...] = ()
-
-    def __post_init__(self):
-        if not self.name:
-            raise ConfigError("a plan server needs a name")
-        if not self.models:
-            raise ConfigError(f"plan server {self.name!r} hosts no models")
-        names = [m.name for m in self.models]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ConfigError(f"plan server {self.name!r} lists {', '.join(duplicates)} more than once")
-        if not self.host:
-            raise ConfigError(f"plan server {self.name!r} has no host")
-        addresses.check_port(self.grpc_port, f"gRPC port of plan server {self.name!r}")
-        if self.rest_port != 0:
-            addresses.check_port(self.rest_port, f"REST port of plan server {self.name!r}")
-        if self.cpu_set is not None and (not self.cpu_set or min(self.cpu_set) < 0):
-            raise ConfigError(f"cpu_set of plan server {self.name!r} must be non-empty core numbers, got {self.cpu_set}")
-        if not all(isinstance(flag, str) for flag in (*self.flags, *self.docker_run_argv)):
-            raise ConfigError(f"flags and docker argv of plan server {self.name!r} must be strings")
-
-    @classmethod
-    def from_plan(cls, entry: Mapping) -> ServerEntry:
-        """Parses one element of plan.json's `servers`; ConfigError names what is missing."""
-        try:
-            cpu_set = entry["cpu_set"]
-            return cls(
-                name=entry["name"],
-                models=tuple(
-                    PlannedModel(
-                        name=m["name"],
-                        base_path=m["base_path"],
-                        versions=tuple(m["versions"]),
-                        labels=tuple(sorted((str(k), int(v)) for k, v in m.get("labels", {}).items())),
-                    )
-                    for m in entry["models"]
-                ),
-                host=entry["host"],
-                grpc_port=entry["grpc_port"],
-                rest_port=entry["rest_port"],
-                cpu_set=None if cpu_set is None else tuple(cpu_set),
-                flags=tuple(entry["flags"]),
-                docker_run_argv=tuple(entry.get("docker", {}).get("run_argv", ())),
-            )
-        except KeyError as e:
-            name = entry.get("name", "?") if isinstance(entry, Mapping) else "?"
-            raise ConfigError(f"plan server entry {name!r} has no {e.args[0]!r}") from None
-        except (TypeError, ValueError, AttributeError) as e:
-            name = entry.get("name", "?") if isinstance(entry, Mapping) else "?"
-            raise ConfigError(f"plan server entry {name!r} is malformed: {e}") from None
-
-    @property
-    def grpc_target(self) -> str:
-        return addresses.join(self.host, self.grpc_port)
-
-
-def server_entries(plan: Mapping) -> tuple[ServerEntry, ...]:
-    """Every server of a plan document (see tfs_bench.plan.plan_files.read_plan)."""
-    servers = plan.get("servers")
-    if not servers:
-        raise ConfigError("the plan lists no servers")
-    return tuple(ServerEntry.from_plan(entry) for entry in servers)
 
 
 # ----------------------------------------------------------------------------- launch specs
@@ -204,7 +92,7 @@ class LaunchSpec:
     """
 
     kind: str
-    server: ServerEntry
+    server: PlannedServer
     log_dir: str | None = None
     binary_path: str | None = None
     external_address: str | None = None
@@ -214,13 +102,9 @@ class LaunchSpec:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ConfigError(f"launcher kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        if not isinstance(self.server, ServerEntry):
-            raise ConfigError(f"LaunchSpec.server must be a ServerEntry, got {type(self.server).__name__}")
-        if not self.ready_timeout_s > 0 or not 0 < self.poll_interval_s <= self.ready_timeout_s:
-            raise ConfigError(
-                f"need ready_timeout_s > 0 and 0 < poll_interval_s <= ready_timeout_s, got "
-                f"{self.ready_timeout_s} and {self.poll_interval_s}"
-            )
+        if not isinstance(self.server, PlannedServer):
+            raise ConfigError(f"LaunchSpec.server must be a plan_record.PlannedServer, got {type(self.server).__name__}")
+        _check_timeouts(self.ready_timeout_s, self.poll_interval_s)
         if self.kind == "external":
             self._check_external()
             return
@@ -228,18 +112,17 @@ class LaunchSpec:
             raise ConfigError(f"external_address is only for kind external, not {self.kind}")
         if not self.log_dir:
             raise ConfigError(f"launching a {self.kind} server needs a log directory")
-        if not sys.platform.startswith("linux"):
-            raise ConfigError("starting servers needs Linux (PR_SET_PDEATHSIG keeps them from outliving us)")
+        _check_linux()
         if self.kind == "embedded":
             if self.binary_path is not None:
                 raise ConfigError("binary_path is only for kinds binary and docker")
             self._check_cpu_set()
         elif self.kind == "binary":
             # Frozen, but the resolved path is what every later step must use.
-            object.__setattr__(self, "binary_path", find_executable(self.binary_path, BINARY_NAME))
+            object.__setattr__(self, "binary_path", processes.find_executable(self.binary_path, BINARY_NAME, _BINARY_HINT))
             self._check_cpu_set()
         else:
-            object.__setattr__(self, "binary_path", find_executable(self.binary_path, DOCKER_NAME))
+            object.__setattr__(self, "binary_path", processes.find_executable(self.binary_path, DOCKER_NAME))
             self._check_docker_argv()
 
     def _check_external(self) -> None:
@@ -262,14 +145,18 @@ class LaunchSpec:
             )
 
     def _check_docker_argv(self) -> None:
-        argv = self.server.docker_run_argv
+        argv = self.server.docker.run_argv
         if len(argv) < 2 or os.path.basename(argv[0]) != DOCKER_NAME or argv[1] != "run":
             raise ConfigError(f"plan server {self.server.name!r} has no `docker run` argv (got {list(argv)[:2]})")
-        if container_name(argv) is None:
+        if processes.container_name(argv) is None:
             raise ConfigError(
                 f"the docker argv of plan server {self.server.name!r} has no --name; "
                 "the launcher needs it to remove the container"
             )
+
+    @property
+    def name(self) -> str:
+        return self.server.name
 
     @property
     def grpc_target(self) -> str:
@@ -278,12 +165,38 @@ class LaunchSpec:
         return self.server.grpc_target
 
     @property
-    def rest_url(self) -> str | None:
-        """Base URL of the REST API (the plan's REST port; for external, on the given host)."""
+    def rest_address(self) -> str | None:
+        """host:port of the REST API (the plan's REST port; for external, on the given host)."""
         if not self.server.rest_port:
             return None
         host = addresses.parse(self.external_address, "external server address").host if self.kind == "external" else self.server.host
-        return f"http://{addresses.join(host, self.server.rest_port)}"
+        return addresses.join(host, self.server.rest_port)
+
+    @property
+    def rest_url(self) -> str | None:
+        """Base URL of the REST API."""
+        return None if self.rest_address is None else f"http://{self.rest_address}"
+
+    def wanted_versions(self) -> dict[str, tuple[int, ...]]:
+        """Readiness: every planned version of every model."""
+        return {m.name: m.versions for m in self.server.models}
+
+    def start(self) -> processes.ServerProcess | None:
+        """Checks the plan's ports are free and starts the server; kind external starts nothing."""
+        if self.kind == "external":
+            return None
+        server = self.server
+        ports.check_ports_free(server.name, server.host, (server.grpc_port, server.rest_port))
+        docker = self.kind == "docker"
+        return processes.ServerProcess(
+            server.name,
+            self.command(),
+            self.log_dir,
+            env=_child_env(self.kind),
+            cpu_set=None if docker else server.cpu_set,  # docker pins with --cpuset-cpus
+            docker_client=self.binary_path if docker else None,
+            container=processes.container_name(server.docker.run_argv) if docker else None,
+        )
 
     def command(self) -> list[str]:
         """The argv that starts this server; kind external starts nothing."""
@@ -294,57 +207,106 @@ class LaunchSpec:
         if self.kind == "binary":
             return [self.binary_path, *flags]
         if self.kind == "docker":
-            return [self.binary_path, *self.server.docker_run_argv[1:]]
+            return [self.binary_path, *self.server.docker.run_argv[1:]]
         raise LaunchError(f"an external server ({self.external_address}) is not started by the launcher")
-
-
-def find_executable(explicit: str | None, name: str) -> str:
-    """The absolute path of `explicit` (a path or a command name), else of `name` on PATH."""
-    wanted = explicit or name
-    if os.sep in wanted:
-        if not (os.path.isfile(wanted) and os.access(wanted, os.X_OK)):
-            raise ConfigError(f"{wanted} is not an executable file")
-        return os.path.abspath(wanted)
-    found = shutil.which(wanted)
-    if found is None:
-        hint = "; install TF Serving, give the binary's path, or use the embedded server" if name == BINARY_NAME else ""
-        raise ConfigError(f"{wanted} not found on PATH ({os.environ.get('PATH', '')}){hint}")
-    return os.path.abspath(found)
-
-
-def container_name(docker_argv: Sequence[str]) -> str | None:
-    """The --name of a `docker run` argv, None when it has none."""
-    for i, arg in enumerate(docker_argv):
-        if arg == "--name" and i + 1 < len(docker_argv):
-            return docker_argv[i + 1]
-        if arg.startswith("--name="):
-            return arg.partition("=")[2]
-    return None
 
 
 def _cores(cores) -> str:
     return ",".join(str(c) for c in sorted(cores))
 
 
-# ----------------------------------------------------------------------------- processes
+@dataclasses.dataclass(frozen=True)
+class EmbeddedSpec:
+    """The embedded server started with explicit server flags rather than from a plan.
+
+    For experiments on the server itself and for tests: `flags` are `python -m tfs_bench.server`
+    flags, without --port, --rest_api_port and --host, which the launcher adds. The server is
+    ready when each of `ready_models` has a version AVAILABLE.
+    grpc_port, rest_port: free ports, picked when the spec is made (rest_port is None when rest=False).
+    """
+
+    flags: tuple[str, ...]
+    ready_models: tuple[str, ...]
+    log_dir: str
+    name: str = "embedded"  # the log is <log_dir>/<name>.log
+    host: str = "127.0.0.1"
+    rest: bool = True
+    ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
+    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    grpc_port: int = dataclasses.field(init=False, default=0)
+    rest_port: int | None = dataclasses.field(init=False, default=None)
+
+    kind: ClassVar[str] = "embedded"
+
+    def __post_init__(self):
+        object.__setattr__(self, "flags", tuple(self.flags))
+        object.__setattr__(self, "ready_models", tuple(self.ready_models))
+        if not all(isinstance(flag, str) for flag in self.flags):
+            raise ConfigError(f"server flags must be strings, got {list(self.flags)}")
+        ours = [f for f in self.flags if f.split("=", 1)[0] in _LAUNCHER_FLAGS]
+        if ours:
+            raise ConfigError(
+                f"{', '.join(ours)}: the launcher picks free ports and sets --port, --rest_api_port and "
+                "--host itself (choose the host with `host`, no REST port with rest=False)"
+            )
+        if not self.ready_models or len(set(self.ready_models)) != len(self.ready_models):
+            raise ConfigError(f"ready_models must name each model to wait for once, got {list(self.ready_models)}")
+        if not self.name or os.sep in self.name:
+            raise ConfigError(f"an embedded server needs a name that can name its log file, got {self.name!r}")
+        if not self.log_dir:
+            raise ConfigError("launching an embedded server needs a log directory")
+        _check_timeouts(self.ready_timeout_s, self.poll_interval_s)
+        _check_linux()
+        base = ports.free_port_base(1, self.host)
+        # Frozen, but the ports picked are what every later step must use.
+        object.__setattr__(self, "grpc_port", base)
+        object.__setattr__(self, "rest_port", base + 1 if self.rest else None)
+
+    @property
+    def grpc_target(self) -> str:
+        return addresses.join(self.host, self.grpc_port)
+
+    @property
+    def rest_address(self) -> str | None:
+        return None if self.rest_port is None else addresses.join(self.host, self.rest_port)
+
+    @property
+    def rest_url(self) -> str | None:
+        return None if self.rest_address is None else f"http://{self.rest_address}"
+
+    def wanted_versions(self) -> dict[str, tuple[int, ...]]:
+        """Readiness: any version of each model (the server's own policy decides which)."""
+        return {name: () for name in self.ready_models}
+
+    def command(self) -> list[str]:
+        listen = [f"--port={self.grpc_port}"] + ([f"--rest_api_port={self.rest_port}"] if self.rest_port else [])
+        return child_process.module_argv(EMBEDDED_MODULE, *listen, *self.flags, f"--host={self.host}")
+
+    def start(self) -> processes.ServerProcess:
+        ports.check_ports_free(self.name, self.host, (self.grpc_port, self.rest_port or 0))
+        return processes.ServerProcess(self.name, self.command(), self.log_dir, env=_child_env(self.kind))
 
 
-def _child_setup(cpu_set: tuple[int, ...] | None):
-    """What the child runs between fork and exec; it makes system calls only."""
-    parent_pid = os.getpid()
-    # Loaded here, in the parent: loading a library in a forked child of a threaded process can deadlock.
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    sigterm = int(signal.SIGTERM)
+_LAUNCHER_FLAGS = ("--port", "--rest_api_port", "--host")
 
-    def setup():
-        if prctl(_PR_SET_PDEATHSIG, sigterm, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-        if os.getppid() != parent_pid:
-            os._exit(1)  # the parent died before prctl took effect; nobody would ever stop us
-        if cpu_set is not None:
-            os.sched_setaffinity(0, cpu_set)
 
-    return setup
+def _check_timeouts(ready_timeout_s: float, poll_interval_s: float) -> None:
+    if not ready_timeout_s > 0 or not 0 < poll_interval_s <= ready_timeout_s:
+        raise ConfigError(
+            f"need ready_timeout_s > 0 and 0 < poll_interval_s <= ready_timeout_s, got "
+            f"{ready_timeout_s} and {poll_interval_s}"
+        )
+
+
+def _check_linux() -> None:
+    if not sys.platform.startswith("linux"):
+        raise ConfigError("starting servers needs Linux (PR_SET_PDEATHSIG keeps them from outliving us)")
+
+
+Spec = LaunchSpec | EmbeddedSpec
+
+
+# ----------------------------------------------------------------------------- starting
 
 
 def _child_env(kind: str) -> dict[str, str]:
@@ -353,224 +315,15 @@ def _child_env(kind: str) -> dict[str, str]:
     return dict(os.environ)
 
 
-def port_free(host: str, port: int) -> str | None:
-    """None when a server could listen on host:port now, else why not.
-
-    SO_REUSEADDR, as servers set it: a port in TIME_WAIT is free, a listening one is not.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as e:
-            return e.strerror or str(e)
-    return None
-
-
-def free_port_base(servers: int, host: str = "127.0.0.1") -> int:
-    """A --port_base whose plan of `servers` servers (ports base..base+2*servers-1) is free now."""
-    count = 2 * servers
-    for _ in range(100):
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-            probe.bind((host, 0))
-            base = probe.getsockname()[1] & ~1  # even, as a planner's gRPC ports are
-        if base + count <= 65536 and all(port_free(host, p) is None for p in range(base, base + count)):
-            return base
-    raise LaunchError(f"found no {count} consecutive free ports on {host}")
-
-
-def _check_ports_free(server: ServerEntry) -> None:
-    """A port already taken would let readiness probe someone else's server."""
-    for port in (server.grpc_port, server.rest_port):
-        if port and (why := port_free(server.host, port)):
-            raise LaunchError(
-                f"cannot start server {server.name!r}: {addresses.join(server.host, port)} is not free ({why}); "
-                "is an earlier server still running?"
-            )
-
-
-def read_log_tail(path: str | os.PathLike, lines: int = LOG_TAIL_LINES) -> str:
-    """The last `lines` lines of a log file ('' when it does not exist)."""
-    try:
-        with open(path, "rb") as log:
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - _TAIL_READ_BYTES))
-            text = log.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-class _ServerProcess:
-    """A started server (or docker client) in its own session, its output going to a log file."""
-
-    def __init__(self, spec: LaunchSpec):
-        self.name = spec.server.name
-        self.container_name = container_name(spec.server.docker_run_argv) if spec.kind == "docker" else None
-        self.log_path = Path(spec.log_dir).absolute() / f"{spec.server.name}.log"
-        self._docker = spec.binary_path if spec.kind == "docker" else None
-        self._exit_code: int | None = None
-        self._container_removed = False
-        argv = spec.command()
-        try:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self.log_path.write_text(f"# {shlex.join(argv)}\n")
-        except OSError as e:
-            raise LaunchError(f"cannot write the log of server {self.name!r}: {e}") from None
-        setup = _child_setup(spec.server.cpu_set if spec.kind != "docker" else None)
-        with open(self.log_path, "ab") as log:
-            self.started_at = time.monotonic()
-            try:
-                self._popen = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=_child_env(spec.kind),
-                    start_new_session=True,
-                    preexec_fn=setup,
-                )
-            except (OSError, subprocess.SubprocessError) as e:
-                raise LaunchError(f"cannot start server {self.name!r} ({shlex.join(argv)}): {e}") from None
-
-    @property
-    def pid(self) -> int:
-        return self._popen.pid
-
-    def poll(self) -> int | None:
-        return self._popen.poll()
-
-    def wait(self, timeout_s: float) -> int | None:
-        """The exit code, or None if still running after `timeout_s`."""
-        try:
-            return self._popen.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self, timeout_s: float) -> int:
-        """SIGTERM to the process group, SIGKILL after `timeout_s`; the exit code. Idempotent.
-
-        A stop that was interrupted or failed is completed by the next call.
-        """
-        if self._exit_code is None:
-            self._exit_code = self._terminate(timeout_s)
-        if self.container_name is not None and not self._container_removed:
-            self._remove_container()
-            self._container_removed = True
-        return self._exit_code
-
-    def _terminate(self, timeout_s: float) -> int:
-        if self._popen.poll() is not None:
-            return self._popen.returncode  # reaped already; its group id may belong to others now
-        self._signal_group(signal.SIGTERM)
-        code = self.wait(timeout_s)
-        if code is None:
-            self._signal_group(signal.SIGKILL)
-            code = self._popen.wait()  # SIGKILL cannot be caught
-        self._signal_group(signal.SIGKILL)  # whatever the server left in its group
-        return code
-
-    def _signal_group(self, sig: signal.Signals) -> None:
-        try:
-            os.killpg(self._popen.pid, sig)
-        except ProcessLookupError:
-            pass  # the group is empty already
-
-    def _remove_container(self) -> None:
-        # Killing the docker client does not always stop the container (a SIGKILLed client
-        # cannot forward the signal); removing it by name does, and frees the name for a relaunch.
-        argv = [self._docker, "rm", "-f", self.container_name]
-        with open(self.log_path, "ab") as log:
-            log.write(f"# {shlex.join(argv)}\n".encode())
-            log.flush()
-            try:
-                subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                               timeout=DOCKER_RM_TIMEOUT_S, check=False)
-            except (OSError, subprocess.TimeoutExpired) as e:
-                raise LaunchError(
-                    f"could not remove container {self.container_name} of server {self.name!r} "
-                    f"({shlex.join(argv)}): {e}; remove it by hand"
-                ) from None
-
-
-# ----------------------------------------------------------------------------- readiness
-
-
-def _status_request(model: str):
-    request = get_model_status_pb2.GetModelStatusRequest()
-    request.model_spec.name = model
-    return request
-
-
-def _not_available(model: PlannedModel, response) -> str:
-    """'' when every planned version is AVAILABLE, else what each missing one is doing."""
-    reported = {s.version: s for s in response.model_version_status}
-    problems = []
-    for version in model.versions:
-        status = reported.get(version)
-        if status is None:
-            problems.append(f"version {version} not reported")
-        elif status.state != _AVAILABLE:
-            state = get_model_status_pb2.ModelVersionStatus.State.Name(status.state)
-            error = f" ({status.status.error_message})" if status.status.error_message else ""
-            problems.append(f"version {version} {state}{error}")
-    return "; ".join(problems)
-
-
-class _ReadinessProbe:
-    """Polls GetModelStatus until every planned version of every model is AVAILABLE."""
-
-    def __init__(self, server: ServerEntry, target: str):
-        self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
-        self._stub = model_service_pb2_grpc.ModelServiceStub(self._channel)
-        self._waiting = {m.name: m for m in server.models}
-        self.last_seen = {m.name: "not polled yet" for m in server.models}
-        self.ready_at: dict[str, float] = {}  # model -> time.monotonic() when first seen AVAILABLE
-
-    @property
-    def ready(self) -> bool:
-        return not self._waiting
-
-    def poll(self, deadline: float) -> None:
-        for model in list(self._waiting.values()):
-            timeout_s = min(_STATUS_RPC_TIMEOUT_S, max(deadline - time.monotonic(), 0.01))
-            try:
-                response = self._stub.GetModelStatus(_status_request(model.name), timeout=timeout_s)
-            except grpc.RpcError as e:
-                seen = f"{e.code().name}: {e.details()}"
-                if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    # Not answering at all (still loading, ports closed): every model would say so.
-                    self.last_seen.update({name: seen for name in self._waiting})
-                    return
-                self.last_seen[model.name] = seen
-                continue
-            problems = _not_available(model, response)
-            if problems:
-                self.last_seen[model.name] = problems
-            else:
-                self.ready_at[model.name] = time.monotonic()
-                self.last_seen[model.name] = "AVAILABLE"
-                del self._waiting[model.name]
-
-    def not_ready(self) -> str:
-        return "; ".join(f"{name}: {self.last_seen[name]}" for name in self._waiting)
-
-    def close(self) -> None:
-        self._channel.close()
-
-
 class _Starting:
     """A server between start and ready."""
 
-    def __init__(self, spec: LaunchSpec):
+    def __init__(self, spec: Spec):
         self.spec = spec
-        if spec.kind != "external":
-            _check_ports_free(spec.server)
-        self.probe = _ReadinessProbe(spec.server, spec.grpc_target)
+        self.probe = ReadinessProbe(spec.grpc_target, spec.wanted_versions())
         try:
             # Last: nothing that can fail may come after a process is started.
-            self.process = _ServerProcess(spec) if spec.kind != "external" else None
+            self.process = spec.start()
         except BaseException:
             self.probe.close()
             raise
@@ -604,12 +357,12 @@ class _Starting:
             )
 
     def _describe(self) -> str:
-        return f"{self.spec.server.name!r} ({self.spec.kind}, gRPC {self.spec.grpc_target})"
+        return f"{self.spec.name!r} ({self.spec.kind}, gRPC {self.spec.grpc_target})"
 
     def _log_tail(self) -> str:
         if self.process is None:
             return ""
-        return f"\n--- last {LOG_TAIL_LINES} lines of {self.process.log_path} ---\n{read_log_tail(self.process.log_path)}"
+        return f"\n--- last {LOG_TAIL_LINES} lines of {self.process.log_path} ---\n{self.process.log_tail()}"
 
     def pause(self) -> None:
         """Waits one poll interval; a server process exiting ends the wait early."""
@@ -655,10 +408,11 @@ class RunningServer:
     within one poll interval; TF Serving reports no model before its ports open, after all load).
     """
 
-    def __init__(self, spec: LaunchSpec, process: _ServerProcess | None, startup_s: float, model_ready_s: Mapping[str, float]):
-        self.name = spec.server.name
+    def __init__(self, spec: Spec, process: processes.ServerProcess | None, startup_s: float, model_ready_s: Mapping[str, float]):
+        self.name = spec.name
         self.kind = spec.kind
         self.grpc_target = spec.grpc_target
+        self.rest_address = spec.rest_address  # host:port; None without REST
         self.rest_url = spec.rest_url
         self.startup_s = startup_s
         self.model_ready_s = dict(model_ready_s)
@@ -678,7 +432,7 @@ class RunningServer:
         return self._process.log_path if self._process else None
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        return read_log_tail(self._process.log_path, lines) if self._process else ""
+        return self._process.log_tail(lines) if self._process else ""
 
     def poll(self) -> int | None:
         """The exit code if the process has exited, else None (always None for external)."""
@@ -702,12 +456,12 @@ class RunningServer:
         return f"RunningServer({self.name!r}, {self.kind}, {self.grpc_target}, pid={self.pid})"
 
 
-def launch(spec: LaunchSpec) -> RunningServer:
+def launch(spec: Spec) -> RunningServer:
     """Starts one server and waits until it is ready (see launch_all)."""
     return launch_all([spec])[0]
 
 
-def launch_all(specs: Sequence[LaunchSpec], stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> tuple[RunningServer, ...]:
+def launch_all(specs: Sequence[Spec], stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> tuple[RunningServer, ...]:
     """Starts every server, then waits until all are ready; they load concurrently.
 
     If any fails to start or to get ready (LaunchError), or anything else interrupts, every server
@@ -733,8 +487,8 @@ def launch_all(specs: Sequence[LaunchSpec], stop_timeout_s: float = DEFAULT_STOP
     return tuple(s.running() for s in started)
 
 
-def _check_distinct(specs: Sequence[LaunchSpec]) -> None:
-    names = [s.server.name for s in specs]
+def _check_distinct(specs: Sequence[Spec]) -> None:
+    names = [s.name for s in specs]
     targets = [s.grpc_target for s in specs]
     for what, values in (("server names", names), ("gRPC addresses", targets)):
         duplicates = sorted({v for v in values if values.count(v) > 1})

@@ -3,7 +3,8 @@
 `make_plan` is pure: it takes the models (with their cards), the hosting and device choices and
 the machine's facts (GPU memory, usable cores) and returns a `Plan` of servers, each with its
 ports, GPU memory fraction or CPU core set and thread settings. `tfs_bench.plan.plan_files` turns a
-plan into the files TF Serving reads.
+plan into the files TF Serving reads, and `tfs_bench.plan.plan_record` is the plan.json record
+built from these types (hence their to_json/from_json).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from pathlib import Path
 from tfs_bench.export import modelcard
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import ModelError
+from tfs_bench import addresses
+from tfs_bench import batching_rules
 from tfs_bench.version_policy import VersionPolicy
 
 HOSTINGS = ("dedicated", "multi_model", "multi_process")
 DEVICES = ("cpu", "gpu")
-SCHEMA_VERSION = 1
 
 _NUMERIC = re.compile(r"^\d+$")
 
@@ -121,15 +123,18 @@ class BatchingSpec:
                 raise ConfigError(f"batching {name} must be >= 1, got {value}")
         if self.batch_timeout_micros is not None and self.batch_timeout_micros < 0:
             raise ConfigError(f"batching batch_timeout_micros must be >= 0, got {self.batch_timeout_micros}")
-        sizes = self.allowed_batch_sizes
-        if sizes:
-            if any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] < 1:
-                raise ConfigError(f"allowed_batch_sizes must be positive and strictly increasing, got {list(sizes)}")
-            if self.max_batch_size is None or sizes[-1] != self.max_batch_size:
-                raise ConfigError(
-                    f"the last allowed_batch_sizes entry ({sizes[-1]}) must equal max_batch_size "
-                    f"({self.max_batch_size}), as TF Serving requires"
-                )
+        # An unset max_batch_size is written as unset, and TF Serving checks against its default.
+        max_batch_size = batching_rules.DEFAULT_MAX_BATCH_SIZE if self.max_batch_size is None else self.max_batch_size
+        batching_rules.check_allowed_batch_sizes(self.allowed_batch_sizes, max_batch_size)
+
+    def to_json(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**d, "allowed_batch_sizes": list(self.allowed_batch_sizes)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> BatchingSpec:
+        kwargs = {f.name: d[f.name] for f in dataclasses.fields(cls)}
+        return cls(**{**kwargs, "allowed_batch_sizes": tuple(json_list(d, "allowed_batch_sizes"))})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +163,13 @@ class Threads:
         if self.inter_op:
             out.append(f"--tensorflow_inter_op_parallelism={self.inter_op}")
         return out
+
+    def to_json(self) -> dict:
+        return {"intra_op": self.intra_op, "inter_op": self.inter_op, "session": self.session}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Threads:
+        return cls(intra_op=d["intra_op"], inter_op=d["inter_op"], session=d["session"])
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -210,8 +222,29 @@ class PlanRequest:
 class HostedModel:
     name: str
     base_path: str
-    versions: tuple[int, ...]  # served under the version policy
+    versions: tuple[int, ...]  # served under the version policy; readiness waits for each
     labels: dict  # label -> version
+
+    def __post_init__(self):
+        if not self.name or not isinstance(self.name, str):
+            raise ConfigError(f"a hosted model needs a name, got {self.name!r}")
+        if not self.versions or any(not _is_int(v) or v < 0 for v in self.versions):
+            raise ConfigError(
+                f"model {self.name!r} needs at least one served version, as non-negative integers; "
+                f"got {list(self.versions)}"
+            )
+        if any(not isinstance(k, str) or not _is_int(v) for k, v in self.labels.items()):
+            raise ConfigError(f"labels of model {self.name!r} must map names to versions, got {self.labels!r}")
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "base_path": self.base_path, "versions": list(self.versions), "labels": dict(self.labels)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> HostedModel:
+        labels = d["labels"]
+        if not isinstance(labels, dict):
+            raise TypeError(f"labels must be an object, got {labels!r}")
+        return cls(name=d["name"], base_path=d["base_path"], versions=tuple(json_list(d, "versions")), labels=dict(labels))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,10 +253,72 @@ class ServerPlan:
     models: tuple[HostedModel, ...]
     host: str
     grpc_port: int
-    rest_port: int
+    rest_port: int  # 0: no REST listener
     gpu_memory_fraction: float | None  # None: TensorFlow's default (nearly the whole GPU)
     cpu_set: tuple[int, ...] | None  # None: not pinned
     threads: Threads
+
+    def __post_init__(self):
+        if not self.name or not isinstance(self.name, str):
+            raise ConfigError(f"a plan server needs a name, got {self.name!r}")
+        if not self.models:
+            raise ConfigError(f"plan server {self.name!r} hosts no models")
+        names = [m.name for m in self.models]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(f"plan server {self.name!r} lists {', '.join(duplicates)} more than once")
+        if not self.host or not isinstance(self.host, str):
+            raise ConfigError(f"plan server {self.name!r} has no host")
+        addresses.check_port(self.grpc_port, f"gRPC port of plan server {self.name!r}")
+        if self.rest_port != 0:
+            addresses.check_port(self.rest_port, f"REST port of plan server {self.name!r}")
+        fraction = self.gpu_memory_fraction
+        if fraction is not None and (not isinstance(fraction, (int, float)) or not 0 < fraction <= 1):
+            raise ConfigError(f"GPU memory fraction of plan server {self.name!r} must be in (0, 1], got {fraction!r}")
+        if self.cpu_set is not None and (not self.cpu_set or any(not _is_int(c) or c < 0 for c in self.cpu_set)):
+            raise ConfigError(f"cpu_set of plan server {self.name!r} must be non-empty core numbers, got {self.cpu_set}")
+
+    @property
+    def grpc_target(self) -> str:
+        return addresses.join(self.host, self.grpc_port)
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "models": [m.to_json() for m in self.models],
+            "host": self.host,
+            "grpc_port": self.grpc_port,
+            "rest_port": self.rest_port,
+            "gpu_memory_fraction": self.gpu_memory_fraction,
+            "cpu_set": list(self.cpu_set) if self.cpu_set is not None else None,
+            "threads": self.threads.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> ServerPlan:
+        cpu_set = d["cpu_set"]
+        return cls(
+            name=d["name"],
+            models=tuple(HostedModel.from_json(m) for m in json_list(d, "models")),
+            host=d["host"],
+            grpc_port=d["grpc_port"],
+            rest_port=d["rest_port"],
+            gpu_memory_fraction=d["gpu_memory_fraction"],
+            cpu_set=None if cpu_set is None else tuple(json_list(d, "cpu_set")),
+            threads=Threads.from_json(d["threads"]),
+        )
+
+
+def json_list(d: dict, key: str) -> list:
+    """d[key], which JSON must hold as a list (a string would pass for a sequence of letters)."""
+    value = d[key]
+    if not isinstance(value, list):
+        raise TypeError(f"{key} must be a list, got {value!r}")
+    return value
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,8 @@ For each server, `<output_dir>/<server>/` holds:
                         read-only at /models/config
   docker-run.sh         the equivalent `docker run` of the tensorflow/serving image
   docker-compose.yml    the same as a compose service
-and `<output_dir>/docker-compose.yml` holds every server as one compose project.
+and `<output_dir>/docker-compose.yml` holds every server as one compose project. `plan.json` is a
+`tfs_bench.plan.plan_record.PlanRecord`; read it back with `plan_record.read_plan`.
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tfs_bench.plan import docker_deploy
-from tfs_bench.plan import placement
 from tfs_bench import tfs_protos
 from tfs_bench.errors import ConfigError
+from tfs_bench.plan import docker_deploy
+from tfs_bench.plan import placement
+from tfs_bench.plan.plan_record import PLAN_FILE
+from tfs_bench.plan.plan_record import DockerSpec
+from tfs_bench.plan.plan_record import PlannedServer
+from tfs_bench.plan.plan_record import PlanRecord
+from tfs_bench.plan.plan_record import ServerFiles
 from tfs_bench.version_policy import VersionPolicy
-
-PLAN_FILE = "plan.json"
 CONTAINER_MODELS_ROOT = "/models"
 CONTAINER_CONFIG_DIR = "/models/config"
 
@@ -96,11 +100,11 @@ def write_plan(plan: placement.Plan, output_dir: str | os.PathLike, docker_image
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
     replaced = None
     try:
-        servers = [_write_server(plan, server, staging, output_dir, docker_image) for server in plan.servers]
-        services = [s["docker"]["compose_service"] for s in servers]
+        servers = tuple(_write_server(plan, server, staging, output_dir, docker_image) for server in plan.servers)
+        services = [s.docker.compose_service for s in servers]
         (staging / "docker-compose.yml").write_text(docker_deploy.compose_yaml(services))
-        document = _plan_document(plan, servers, docker_image)
-        (staging / PLAN_FILE).write_text(json.dumps(document, indent=2) + "\n")
+        record = _plan_record(plan, servers, docker_image)
+        (staging / PLAN_FILE).write_text(json.dumps(record.to_json(), indent=2) + "\n")
         if output_dir.exists():
             replaced = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old-", dir=output_dir.parent))
             os.replace(output_dir, replaced / "plan")
@@ -112,7 +116,7 @@ def write_plan(plan: placement.Plan, output_dir: str | os.PathLike, docker_image
     return output_dir / PLAN_FILE
 
 
-def _write_server(plan, server, staging: Path, final_root: Path, docker_image: str) -> dict:
+def _write_server(plan, server, staging: Path, final_root: Path, docker_image: str) -> PlannedServer:
     local_dir, final_dir = staging / server.name, final_root / server.name
     local_dir.mkdir()
     (local_dir / "docker").mkdir()
@@ -138,34 +142,17 @@ def _write_server(plan, server, staging: Path, final_root: Path, docker_image: s
     run_script.write_text(docker_deploy.run_script(deployment))
     run_script.chmod(0o755)
     (local_dir / "docker-compose.yml").write_text(docker_deploy.compose_yaml([deployment.compose_service()]))
-    return {
-        "name": server.name,
-        "models": [
-            {"name": m.name, "base_path": m.base_path, "versions": list(m.versions), "labels": m.labels}
-            for m in server.models
-        ],
-        "host": server.host,
-        "grpc_port": server.grpc_port,
-        "rest_port": server.rest_port,
-        "gpu_memory_fraction": server.gpu_memory_fraction,
-        "cpu_set": list(server.cpu_set) if server.cpu_set is not None else None,
-        "threads": dataclasses.asdict(server.threads),
-        "flags": flags,
-        "files": {
-            "dir": str(final_dir),
-            "model_config": local.model_config,
-            "monitoring_config": local.monitoring_config,
-            "batching_parameters": local.batching_parameters,
-            "flags": str(final_dir / "flags.txt"),
-            "docker_run": str(final_dir / "docker-run.sh"),
-            "docker_compose": str(final_dir / "docker-compose.yml"),
-        },
-        "docker": {
-            "image": docker_image,
-            "run_argv": deployment.run_argv(),
-            "compose_service": deployment.compose_service(),
-        },
-    }
+    files = ServerFiles(
+        dir=str(final_dir),
+        model_config=local.model_config,
+        monitoring_config=local.monitoring_config,
+        batching_parameters=local.batching_parameters,
+        flags=str(final_dir / "flags.txt"),
+        docker_run=str(final_dir / "docker-run.sh"),
+        docker_compose=str(final_dir / "docker-compose.yml"),
+    )
+    docker = DockerSpec(docker_image, tuple(deployment.run_argv()), deployment.compose_service())
+    return PlannedServer.of(server, flags=flags, files=files, docker=docker)
 
 
 def _write_configs(plan, server, write_dir: Path, seen_dir: Path, base_path_of) -> ConfigFiles:
@@ -184,33 +171,15 @@ def _write_configs(plan, server, write_dir: Path, seen_dir: Path, base_path_of) 
     )
 
 
-def _plan_document(plan: placement.Plan, servers: list[dict], docker_image: str) -> dict:
-    policy = plan.version_policy
-    return {
-        "schema_version": placement.SCHEMA_VERSION,
-        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "hosting": plan.hosting,
-        "device": plan.device,
-        "version_policy": dataclasses.asdict(policy),
-        "batching": dataclasses.asdict(plan.batching) if plan.batching else None,
-        "prometheus_path": tfs_protos.DEFAULT_PROMETHEUS_PATH,
-        "docker_image": docker_image,
-        "notes": list(plan.notes),
-        "servers": servers,
-    }
-
-
-def read_plan(path: str | os.PathLike) -> dict:
-    """Reads a plan.json (or the plan directory holding one) and checks its schema version."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / PLAN_FILE
-    try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"no plan at {path}; write one with python -m tfs_bench.plan") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path} is not valid JSON: {e}") from None
-    if document.get("schema_version") != placement.SCHEMA_VERSION:
-        raise ConfigError(f"{path} has plan schema_version {document.get('schema_version')!r}, expected {placement.SCHEMA_VERSION}")
-    return document
+def _plan_record(plan: placement.Plan, servers: tuple[PlannedServer, ...], docker_image: str) -> PlanRecord:
+    return PlanRecord(
+        created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        hosting=plan.hosting,
+        device=plan.device,
+        version_policy=plan.version_policy,
+        batching=plan.batching,
+        prometheus_path=tfs_protos.DEFAULT_PROMETHEUS_PATH,
+        docker_image=docker_image,
+        notes=plan.notes,
+        servers=servers,
+    )

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import grpc
 import numpy as np
 
+from tfs_bench import batching_rules
 from tfs_bench.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def _require_int(field: str, value, minimum: int) -> None:
 class BatchingOptions:
     """TF Serving's BatchingParameters, with its defaults."""
 
-    max_batch_size: int = 1000
+    max_batch_size: int = batching_rules.DEFAULT_MAX_BATCH_SIZE
     batch_timeout_micros: int = 0
     max_enqueued_batches: int = 10
     num_batch_threads: int = dataclasses.field(default_factory=_schedulable_cpus)
@@ -74,7 +75,7 @@ class BatchingOptions:
         _require_int("max_enqueued_batches", self.max_enqueued_batches, minimum=1)
         _require_int("num_batch_threads", self.num_batch_threads, minimum=1)
         object.__setattr__(self, "allowed_batch_sizes", tuple(self.allowed_batch_sizes))
-        self._check_allowed_batch_sizes()
+        batching_rules.check_allowed_batch_sizes(self.allowed_batch_sizes, self.max_batch_size)
         if not isinstance(self.pad_variable_length_inputs, bool):
             raise ConfigError(
                 f"batching parameter pad_variable_length_inputs must be a bool; "
@@ -84,26 +85,6 @@ class BatchingOptions:
             raise ConfigError(
                 f"batching parameter thread_pool_name must be a string; "
                 f"got {self.thread_pool_name!r}"
-            )
-
-    def _check_allowed_batch_sizes(self) -> None:
-        sizes = self.allowed_batch_sizes
-        if not sizes:
-            return
-        if any(isinstance(size, bool) or not isinstance(size, int) or size < 1 for size in sizes):
-            raise ConfigError(
-                f"batching parameter allowed_batch_sizes entries must be integers >= 1; "
-                f"got {list(sizes)}"
-            )
-        if any(later <= earlier for earlier, later in zip(sizes, sizes[1:])):
-            raise ConfigError(
-                f"allowed_batch_sizes entries must be monotonically increasing; got {list(sizes)}"
-            )
-        if sizes[-1] != self.max_batch_size:
-            # TF Serving's own wording (batching_session.cc).
-            raise ConfigError(
-                f"Last entry in allowed_batch_sizes must match max_batch_size; last entry was "
-                f"{sizes[-1]}; expected {self.max_batch_size}"
             )
 
     @classmethod
