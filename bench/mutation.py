@@ -48,18 +48,18 @@ TARGETS = {
     ),
     "windows": Target(
         "tfs_bench/load/windows.py",
-        ("tests/test_windows.py", "tests/test_windows_edges.py", "tests/test_load_output.py"),
+        ("tests/load/test_windows.py", "tests/load/test_windows_edges.py", "tests/load/test_run_files.py"),
     ),
     "verdict": Target(
         "tfs_bench/load/verdict.py",
-        ("tests/test_windows.py", "tests/test_verdict_edges.py", "tests/test_load_output.py"),
+        ("tests/load/test_windows.py", "tests/load/test_verdict_edges.py", "tests/load/test_run_files.py"),
     ),
     "schedule": Target(
         "tfs_bench/load/schedule.py",
-        ("tests/test_schedule.py", "tests/test_schedule_edges.py", "tests/test_schedule_statistics.py"),
+        ("tests/load/test_schedule.py", "tests/load/test_schedule_edges.py", "tests/load/test_schedule_statistics.py"),
     ),
-    "search": Target("tfs_bench/load/search.py", ("tests/test_search.py", "tests/test_search_edges.py")),
-    "placement": Target("tfs_bench/plan/placement.py", ("tests/test_placement.py", "tests/test_placement_edges.py")),
+    "search": Target("tfs_bench/load/search.py", ("tests/load/test_search.py", "tests/load/test_search_edges.py")),
+    "placement": Target("tfs_bench/plan/placement.py", ("tests/plan/test_placement.py", "tests/plan/test_placement_edges.py")),
 }
 
 _MODULES = flags.DEFINE_list("modules", list(TARGETS), f"Modules to mutate, of {', '.join(TARGETS)}.")
