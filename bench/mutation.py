@@ -58,7 +58,10 @@ TARGETS = {
         "tfs_bench/load/schedule.py",
         ("tests/load/test_schedule.py", "tests/load/test_schedule_edges.py", "tests/load/test_schedule_statistics.py"),
     ),
-    "search": Target("tfs_bench/load/search.py", ("tests/load/test_search.py", "tests/load/test_search_edges.py")),
+    "search": Target(
+        "tfs_bench/load/search.py",
+        ("tests/load/test_search.py", "tests/load/test_search_edges.py", "tests/load/test_search_records.py"),
+    ),
     "placement": Target("tfs_bench/plan/placement.py", ("tests/plan/test_placement.py", "tests/plan/test_placement_edges.py")),
 }
 
