@@ -62,7 +62,10 @@ TARGETS = {
         "tfs_bench/load/search.py",
         ("tests/load/test_search.py", "tests/load/test_search_edges.py", "tests/load/test_search_records.py"),
     ),
-    "placement": Target("tfs_bench/plan/placement.py", ("tests/plan/test_placement.py", "tests/plan/test_placement_edges.py")),
+    "placement": Target(
+        "tfs_bench/plan/placement.py",
+        ("tests/plan/test_placement.py", "tests/plan/test_placement_edges.py", "tests/plan/test_plan_record.py"),
+    ),
 }
 
 _MODULES = flags.DEFINE_list("modules", list(TARGETS), f"Modules to mutate, of {', '.join(TARGETS)}.")
