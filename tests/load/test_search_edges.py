@@ -9,6 +9,7 @@ import json
 import pytest
 
 from conftest import exactly
+from search_support import FakeServer
 from tfs_bench.load.search import STOP_MAX_PASSES
 from tfs_bench.load.search import STOP_NO_GAIN
 from tfs_bench.load.search import ProbeOutcome
@@ -19,25 +20,6 @@ from tfs_bench.load.search import perseus_ramp
 
 
 SLA_MS = 750.0
-
-
-class FakeServer:
-    """VALID at 100 ms up to its capacity, 2000 ms above it; INVALID above `invalid_above`."""
-
-    def __init__(self, capacity_rps, invalid_above=float("inf")):
-        self.capacity_rps = capacity_rps
-        self.invalid_above = invalid_above
-        self.calls = []
-
-    def __call__(self, rate):
-        self.calls.append(rate)
-        valid = rate <= self.invalid_above
-        return ProbeOutcome(
-            valid=valid,
-            invalid_reasons=() if valid else ("unstable: p95 grew every window",),
-            throughput_rps=min(rate, self.capacity_rps),
-            sla_latency_ms=100.0 if rate <= self.capacity_rps else 2000.0,
-        )
 
 
 class Scripted:

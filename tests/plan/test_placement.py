@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from tfs_bench.export import modelcard
+from plan_support import model_card
 from tfs_bench.plan import placement
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import ModelError
@@ -10,26 +10,8 @@ from tfs_bench.errors import ModelError
 GIB = 2**30
 
 
-def _card(name, gpu_peak_bytes):
-    footprint = modelcard.Footprint(
-        load_time_s=1.0,
-        peak_rss_bytes=GIB,
-        rss_increase_bytes=GIB // 2,
-        gpu_peak_bytes=gpu_peak_bytes,
-        device="gpu" if gpu_peak_bytes is not None else "cpu",
-    )
-    return modelcard.ModelCard(
-        model=name, export_name=name, version=1, input_encoding="float32", signature_name="serving_default",
-        inputs=(modelcard.TensorInfo("images", "float32", (-1, 8, 8, 3)),),
-        outputs=(modelcard.TensorInfo("probabilities", "float32", (-1, 10)),),
-        parameters=10, flops_per_image=20, savedmodel_bytes=100, savedmodel_sha256="0" * 64,
-        export_key="k", weights="random(seed=0)", exported_at="2026-01-01T00:00:00+00:00",
-        export_time_s=1.0, footprint=footprint, versions={},
-    )
-
-
 def _model(name, gpu_gib=None, versions=(1,)):
-    card = _card(name, None if gpu_gib is None else int(gpu_gib * GIB))
+    card = model_card(name, None if gpu_gib is None else int(gpu_gib * GIB))
     return placement.ModelEntry(name=name, base_path=f"/models/{name}", versions=versions, card=card)
 
 

@@ -9,29 +9,15 @@ import pytest
 from conftest import exactly
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import ModelError
+from plan_support import model_card
 from tfs_bench.export import modelcard
 from tfs_bench.plan import placement
 
 TOTAL = 10_000_000  # bytes of the fake GPU
 
 
-def card(name: str, gpu_peak_bytes: int | None) -> modelcard.ModelCard:
-    footprint = modelcard.Footprint(
-        load_time_s=1.0, peak_rss_bytes=2048, rss_increase_bytes=1024, gpu_peak_bytes=gpu_peak_bytes,
-        device="cpu" if gpu_peak_bytes is None else "gpu",
-    )
-    return modelcard.ModelCard(
-        model=name, export_name=name, version=1, input_encoding="float32", signature_name="serving_default",
-        inputs=(modelcard.TensorInfo("images", "float32", (-1, 8, 8, 3)),),
-        outputs=(modelcard.TensorInfo("probabilities", "float32", (-1, 10)),),
-        parameters=10, flops_per_image=20, savedmodel_bytes=100, savedmodel_sha256="0" * 64,
-        export_key="k", weights="random(seed=0)", exported_at="2026-01-01T00:00:00+00:00",
-        export_time_s=1.0, footprint=footprint, versions={},
-    )
-
-
 def model(name: str, gpu_bytes: int | None = None, versions=(1,)) -> placement.ModelEntry:
-    return placement.ModelEntry(name=name, base_path=f"/models/{name}", versions=versions, card=card(name, gpu_bytes))
+    return placement.ModelEntry(name=name, base_path=f"/models/{name}", versions=versions, card=model_card(name, gpu_bytes))
 
 
 def gpu_plan(*models, **kwargs) -> placement.Plan:
@@ -313,7 +299,7 @@ def test_a_model_entry_reads_the_newest_versions_card(tmp_path):
     for version in (1, 2):
         (base / str(version)).mkdir(parents=True)
         (base / str(version) / "saved_model.pb").write_bytes(b"")
-    newest = card("m", 123)
+    newest = model_card("m", 123)
     modelcard.write_card(base / "2", newest)
     entry = placement.load_model_entry("m", str(base))
     assert (entry.name, entry.base_path, entry.versions, entry.card) == ("m", str(base), (1, 2), newest)
