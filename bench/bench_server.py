@@ -15,13 +15,14 @@ from tfs_bench.plan import plan_files
 from tfs_bench.plan import plan_record
 
 
-def planned_server(models, work_dir: Path, **request) -> launchers.RunningServer:
-    """One embedded server hosting `models` (placement.ModelEntry), with Prometheus on REST."""
+def planned_server(models, work_dir: Path, nice: int = 0, **request) -> launchers.RunningServer:
+    """One embedded server hosting `models` (placement.ModelEntry), with Prometheus on REST,
+    started at niceness +`nice`."""
     plan = placement.make_plan(placement.PlanRequest(
         models=tuple(models), hosting="multi_model", device="cpu", port_base=ports.free_port_base(1), **request))
     path = plan_files.write_plan(plan, work_dir / "plan", docker_image="tensorflow/serving:latest")
     (server,) = plan_record.read_plan(path).servers
-    return launchers.launch(launchers.LaunchSpec("embedded", server, log_dir=str(work_dir)))
+    return launchers.launch(launchers.LaunchSpec("embedded", server, log_dir=str(work_dir), nice=nice))
 
 
 @contextlib.contextmanager

@@ -65,6 +65,11 @@ def test_summary_known_answer():
         mean_ms=2.5,
         std_ms=math.sqrt(1.25),  # population standard deviation
         max_ms=4.0,
+        # Ranks ⌊np − 1.96·√(np(1−p))⌋ .. ⌈np + 1.96·√(np(1−p))⌉, clipped to 1..4:
+        # p50: 2 ∓ 1.96 → 1..4; p90: 3.6 ∓ 1.176 → 2..4; p95: 3.8 ∓ 0.854 → 2..4;
+        # p99: 3.96 ∓ 0.390 → 3..4; p99.9: 3.996 ∓ 0.124 → 3..4.
+        bounds_ms={"p50_ms": (1.0, 4.0), "p90_ms": (2.0, 4.0), "p95_ms": (2.0, 4.0), "p99_ms": (3.0, 4.0),
+                   "p99_9_ms": (3.0, 4.0)},
     )
     assert s.at(50) == 2.0 and s.at(99.9) == 4.0
 

@@ -9,6 +9,12 @@ p = 99.9 with n = 1000 is rank 999, not 1000 through floating-point rounding).
 Mean and standard deviation are exact over all samples; the standard deviation is the
 population one (divide by n): a window's samples are the whole population it describes.
 
+Each reported percentile carries a distribution-free 95% confidence interval, `bounds_ms`: the
+samples at ranks ⌊np − z·√(np(1−p))⌋ and ⌈np + z·√(np(1−p))⌉ (p as a fraction, z = 1.96, ranks
+clipped to [1, n]), the normal approximation of the binomial count of samples below the true
+percentile. It says how far a percentile of few samples can move by chance alone: stability
+judges a window's percentile by it (tfs_bench.load.windows).
+
 Statistics over several workers or windows are never merged from their summaries: the raw
 samples are pooled and summarised again (see tfs_bench.load.verdict).
 """
@@ -22,6 +28,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 
 REPORTED_PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+CONFIDENCE_Z = 1.96  # two-sided 95%
 _NS_PER_MS = 1_000_000
 
 
@@ -39,6 +46,23 @@ def percentile(sorted_samples: Sequence[int | float], p: float) -> int | float:
     return sorted_samples[rank_of(p, len(sorted_samples)) - 1]
 
 
+def rank_bounds(p: float, n: int, z: float = CONFIDENCE_Z) -> tuple[int, int]:
+    """1-based ranks (low, high) of the confidence interval of the p-th percentile of n samples."""
+    rank = rank_of(p, n)
+    q = Fraction(str(p)) / 100
+    centre = q * n
+    half = z * math.sqrt(centre * (1 - q))
+    low = max(1, math.floor(centre - Fraction(half)))
+    high = min(n, math.ceil(centre + Fraction(half)))
+    return min(low, rank), max(high, rank)
+
+
+def percentile_bounds(sorted_samples: Sequence[int | float], p: float) -> tuple[int | float, int | float]:
+    """The samples bounding the p-th percentile's confidence interval (see the module docstring)."""
+    low, high = rank_bounds(p, len(sorted_samples))
+    return sorted_samples[low - 1], sorted_samples[high - 1]
+
+
 @dataclasses.dataclass(frozen=True)
 class LatencySummary:
     """Latency of `count` requests in ms; every statistic is None when there are none."""
@@ -52,6 +76,9 @@ class LatencySummary:
     mean_ms: float | None
     std_ms: float | None
     max_ms: float | None
+    # Per reported percentile's field, its confidence interval (low, high) in ms; None when not
+    # computed (summaries read from files written before it existed, or made by hand).
+    bounds_ms: dict[str, tuple[float, float]] | None = None
 
     def __post_init__(self):
         if self.count < 0:
@@ -65,17 +92,36 @@ class LatencySummary:
             ordered = [self.p50_ms, self.p90_ms, self.p95_ms, self.p99_ms, self.p99_9_ms, self.max_ms]
             if ordered != sorted(ordered):
                 raise ValueError(f"percentiles must not decrease: {self}")
+        if self.bounds_ms is not None:
+            object.__setattr__(self, "bounds_ms", {k: tuple(v) for k, v in self.bounds_ms.items()})
+            if self.count == 0 or set(self.bounds_ms) != set(_PERCENTILE_FIELDS.values()):
+                raise ValueError(f"bounds_ms needs an interval for each of {list(_PERCENTILE_FIELDS.values())}")
+            for name, (low, high) in self.bounds_ms.items():
+                if not low <= getattr(self, name) <= high:
+                    raise ValueError(f"{name} {getattr(self, name)} lies outside its bounds [{low}, {high}]")
 
     def at(self, p: float) -> float | None:
         """The reported percentile p (one of REPORTED_PERCENTILES), in ms."""
         return getattr(self, percentile_field(p))
 
+    def interval(self, p: float) -> tuple[float, float] | None:
+        """The confidence interval of reported percentile p in ms: the point itself without bounds."""
+        value = self.at(p)
+        if value is None:
+            return None
+        if self.bounds_ms is None:
+            return value, value
+        return self.bounds_ms[percentile_field(p)]
+
     def to_json(self) -> dict:
-        return {"count": self.count, **{name: getattr(self, name) for name in _STAT_FIELDS}}
+        d = {"count": self.count, **{name: getattr(self, name) for name in _STAT_FIELDS}}
+        if self.bounds_ms is not None:
+            d["bounds_ms"] = {name: list(bounds) for name, bounds in self.bounds_ms.items()}
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> "LatencySummary":
-        return cls(count=d["count"], **{name: d[name] for name in _STAT_FIELDS})
+        return cls(count=d["count"], **{name: d[name] for name in _STAT_FIELDS}, bounds_ms=d.get("bounds_ms"))
 
 
 _PERCENTILE_FIELDS = {50.0: "p50_ms", 90.0: "p90_ms", 95.0: "p95_ms", 99.0: "p99_ms", 99.9: "p99_9_ms"}
@@ -104,4 +150,7 @@ def summarize_latencies(samples_ns: Iterable[int]) -> LatencySummary:
         mean_ms=total / (count * _NS_PER_MS),
         std_ms=math.sqrt(variance_ns2 / _NS_PER_MS**2),
         max_ms=ordered[-1] / _NS_PER_MS,
+        bounds_ms={
+            field: tuple(x / _NS_PER_MS for x in percentile_bounds(ordered, p)) for p, field in _PERCENTILE_FIELDS.items()
+        },
     )

@@ -39,12 +39,12 @@ def test_response_time_counts_from_the_intended_time_and_service_time_from_the_s
     assert r.response_time_ns == 12 * MS
     assert r.service_time_ns == 12 * MS - 300_000
     assert r.send_delay_ns == 300_000
-    assert not r.late and r.ok and not r.dropped
+    assert not r.late() and r.ok and not r.dropped
 
 
 def test_a_send_is_late_only_when_more_than_one_ms_after_its_intended_time():
-    assert not record(sent_ns=1_000 * MS + 1_000_000).late
-    assert record(sent_ns=1_000 * MS + 1_000_001).late
+    assert not record(sent_ns=1_000 * MS + 1_000_000).late()
+    assert record(sent_ns=1_000 * MS + 1_000_001).late()
 
 
 def test_closed_loop_record_has_equal_response_and_service_time():
@@ -54,7 +54,7 @@ def test_closed_loop_record_has_equal_response_and_service_time():
 
 def test_dropped_request_has_no_latency_and_is_not_late():
     r = dropped()
-    assert r.dropped and not r.ok and not r.late
+    assert r.dropped and not r.ok and not r.late()
     with pytest.raises(ValueError, match="dropped request has no response time"):
         r.response_time_ns
     with pytest.raises(ValueError, match="service time"):

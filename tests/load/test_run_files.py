@@ -104,7 +104,7 @@ def test_windows_are_appended_one_line_each_and_read_back(tmp_path):
     log.append(window)
     log.close()
     assert read_windows(tmp_path) == [window, window]
-    assert all(json.loads(line)["schema_version"] == 1 for line in (tmp_path / WINDOWS_FILE).read_text().splitlines())
+    assert all(json.loads(line)["schema_version"] == 2 for line in (tmp_path / WINDOWS_FILE).read_text().splitlines())
 
 
 def test_a_window_line_cut_short_by_a_crash_is_skipped_and_any_other_bad_line_is_named(tmp_path):
@@ -117,7 +117,7 @@ def test_a_window_line_cut_short_by_a_crash_is_skipped_and_any_other_bad_line_is
     path.write_text(whole + whole[:40])  # a second line cut short
     assert read_windows(tmp_path) == [window]
     line = json.loads(whole)
-    for bad, words in ((line | {"schema_version": 2}, "unsupported window summary schema_version 2"),
+    for bad, words in ((line | {"schema_version": 1}, "unsupported window summary schema_version 1"),
                        ({k: v for k, v in line.items() if k != "schema_version"}, "unsupported window summary schema_version None"),
                        ({k: v for k, v in line.items() if k != "end_ns"}, "no field 'end_ns'"),
                        ([line], "not a JSON object but list")):
@@ -147,13 +147,15 @@ def test_manifests_of_runs_and_experiments_read_back_equal(tmp_path):
 
 def test_a_run_summary_reads_back_equal_with_todays_fields(tmp_path):
     summary = RunSummary("open-100rps", "2024-05-01T10:00:00+00:00", "2024-05-01T10:00:09+00:00", 1_000, 2_000,
-                         "stable", (WorkerTotals(0, "records-w0.csv", 91, 0.25),), _result())
+                         "stable", (WorkerTotals(0, "records-w0.csv", 91, 0.25, "realtime"),), _result())
     write_summary(tmp_path, summary)
     assert read_summary(tmp_path) == summary
     on_disk = json.loads((tmp_path / SUMMARY_FILE).read_text())
     assert list(on_disk) == ["schema_version", "kind", "label", "started_at", "finished_at", "start_ns",
                              "warmup_end_ns", "stop_reason", "workers", "result"]
-    assert on_disk["workers"] == [{"worker": 0, "records_file": "records-w0.csv", "rows": 91, "cpu_s": 0.25}]
+    assert on_disk["workers"] == [
+        {"worker": 0, "records_file": "records-w0.csv", "rows": 91, "cpu_s": 0.25, "priority": "realtime"}
+    ]
 
 
 def test_experiment_summaries_read_back_equal_while_running_and_finished(tmp_path):
@@ -220,7 +222,7 @@ def test_progress_and_summary_lines_show_rates_latencies_and_the_verdict():
     line = format_window("open-100rps", window, 95.0)
     assert line.startswith("[open-100rps] window 0")
     for words in ("90.0 rps", "offered 100.0 achieved 90.0 rps", "p95 2.00 ms", "dropped 1", "generator cpu 95.0%",
-                  "CLIENT-BOUND"):
+                  "CLIENT-SATURATED"):
         assert words in line
     result = summarize_run(records, [window], POLICY, ValidityCriteria(min_duration_s=1.0, min_requests=10))
     text = format_result("open-100rps", result, sla_ms=1.0)

@@ -94,7 +94,7 @@ def test_exact_messages_at_the_bounds():
     errors = judge(records_of(faults=12, fault=unavailable)).verdict.reasons[0].message
     assert errors == "error rate 1.00% ≥ bound 1.00% (UNAVAILABLE: 12)"
     lateness = judge(records_of(faults=12, fault=late)).verdict.reasons[0].message
-    assert lateness == "1.00% of sends were more than 1 ms late (bound 1.00%)"
+    assert lateness == "1.00% of sends were more than 1.00 ms late (bound 1.00%)"
     drops = judge(records_of(faults=12, fault=dropped)).verdict.reasons[0].message
     assert drops == "12 requests (1.00%) dropped at the outstanding-request cap (bound 1.00%)"
 
@@ -142,17 +142,17 @@ def test_a_policy_exactly_as_long_as_the_minimum_is_accepted(min_duration_s, ref
 def test_saturated_windows_are_listed_by_index():
     usage = [GeneratorUsage(0, 4.6)]  # 92% of a core over 5 s
     message = judge(records_of(), generator={0: usage, 2: usage}).verdict.reasons[0].message
-    assert message == "load generator was the bottleneck in window(s) 0, 2 (busiest worker at 92% of a core)"
+    assert message == "the load generator was CPU-bound in window(s) 0, 2 (busiest worker at 92% of a core)"
 
 
 def test_a_window_marked_client_bound_without_usage_reads_zero_cpu():
-    # A window read back from a file may say client_bound with no generator usage recorded.
+    # A window read back from a file may say saturated with no generator usage recorded.
     records = records_of()
     windows = [summarize_window(k, a, b, records, {"a": 80.0}, POLICY) for k, (a, b) in enumerate(zip(BOUNDS, BOUNDS[1:]))]
-    windows[1] = dataclasses.replace(windows[1], client_bound=True)
+    windows[1] = dataclasses.replace(windows[1], client="saturated")
     result = summarize_run(records, windows, POLICY, ValidityCriteria())
     assert [(r.code, r.message) for r in result.verdict.reasons] == [
-        ("client_saturated", "load generator was the bottleneck in window(s) 1 (busiest worker at 0% of a core)")
+        ("client_saturated", "the load generator was CPU-bound in window(s) 1 (busiest worker at 0% of a core)")
     ]
 
 

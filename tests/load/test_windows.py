@@ -123,16 +123,18 @@ def test_record_of_an_unknown_tenant_is_refused():
 
 
 @pytest.mark.parametrize(
-    "usage, bound",
+    "usage, state",
     [
-        ([GeneratorUsage(0, 0.5)], False),
-        ([GeneratorUsage(0, 0.5), GeneratorUsage(1, 0.9)], True),  # one worker at 90% of a core
-        ([GeneratorUsage(0, 0.89, loop_lag_p99_ms=0.99)], False),
-        ([GeneratorUsage(0, 0.1, loop_lag_p99_ms=1.0)], True),  # its loop lags as much as a late send
+        ([GeneratorUsage(0, 0.5)], "ok"),
+        ([GeneratorUsage(0, 0.5), GeneratorUsage(1, 0.9)], "saturated"),  # one worker at 90% of a core
+        ([GeneratorUsage(0, 0.89, loop_lag_p99_ms=0.99)], "ok"),
+        ([GeneratorUsage(0, 0.1, loop_lag_p99_ms=1.0)], "ok"),  # lag at the 1 ms bound, not beyond it
+        ([GeneratorUsage(0, 0.1, loop_lag_p99_ms=1.01)], "starved"),  # late beyond the bound, not CPU-bound
     ],
 )
-def test_client_bound_windows(usage, bound):
-    assert summarize_window(0, 0, S, [], {"a": None}, POLICY, usage).client_bound is bound
+def test_client_bound_windows(usage, state):
+    window = summarize_window(0, 0, S, [], {"a": None}, POLICY, usage)
+    assert (window.client, window.client_bound) == (state, state != "ok")
 
 
 def test_window_summary_json_round_trip():
@@ -144,7 +146,8 @@ def test_window_summary_json_round_trip():
 def test_every_number_a_summary_reports_is_a_registered_metric():
     summary = summarize_load([req(5)], S, 1.0).to_json()
     numbers = {k for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    numbers |= set(summary["response_time"]) - {"count"}
+    numbers |= set(summary["response_time"]) - {"count", "bounds_ms"}
+    assert set(summary["response_time"]["bounds_ms"]) <= set(METRICS)
     assert numbers - {"late", "inferences"} <= set(METRICS)
 
 
@@ -169,7 +172,8 @@ def fake_load(throughput_rps: float, p95_ms: float | None) -> LoadSummary:
         ),
         (
             [(100, 10.0), (100, 10.0), (100, 14.0)],
-            ("p95 response time of the last 3 windows ranged -11.8% to +23.5% of their mean (±10% allowed)",),
+            ("p95 response time of the last 3 windows ranged -11.8% to +23.5% of their mean, even at the near end of "
+             "each window's 95% confidence interval (±10% allowed)",),
         ),
         (
             [(100, 10.0), (0, None), (100, 10.0)],
@@ -376,12 +380,12 @@ def late(done, tenant):
             "errors",
             "error rate 2.00% ≥ bound 1.00% (UNAVAILABLE: 30)",
         ),
-        (dict(fault=late), "late_sends", "2.00% of sends were more than 1 ms late (bound 1.00%)"),
+        (dict(fault=late), "late_sends", "2.00% of sends were more than 1.00 ms late (bound 1.00%)"),
         (dict(fault=drop), "dropped", "30 requests (2.00%) dropped at the outstanding-request cap"),
         (
             dict(generator={1: [GeneratorUsage(0, 1.0), GeneratorUsage(1, 4.8)]}),
             "client_saturated",
-            "load generator was the bottleneck in window(s) 1 (busiest worker at 96% of a core)",
+            "the load generator was CPU-bound in window(s) 1 (busiest worker at 96% of a core)",
         ),
     ],
 )

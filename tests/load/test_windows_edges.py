@@ -11,13 +11,14 @@ import pytest
 
 from conftest import exactly
 from tfs_bench.errors import ConfigError
+from tfs_bench.load.records import RequestRecord
 from tfs_bench.load.windows import GeneratorUsage
 from tfs_bench.load.windows import LoadSummary
 from tfs_bench.load.windows import WindowClock
 from tfs_bench.load.windows import WindowPolicy
 from tfs_bench.load.windows import WindowSummary
 from tfs_bench.load.windows import instability_reasons
-from tfs_bench.load.windows import is_client_bound
+from tfs_bench.load.windows import client_state
 from tfs_bench.load.windows import summarize_window
 from tfs_bench.load.windows import tenants_stable
 from tfs_bench.load.windows import window_policy
@@ -90,20 +91,44 @@ def test_no_windows_are_never_stable():
     assert tenants_stable([], WindowPolicy()) is False
 
 
-# ----------------------------------------------------------------------------- client-bound
+# ----------------------------------------------------------------------------- the generator's state
 
 
 @pytest.mark.parametrize(
-    "cpu_s, bound", [(4.45, False), (4.5, True), (4.55, True), (1.0, False)], ids=["inside", "at", "outside", "low"]
+    "cpu_s, state",
+    [(4.45, "ok"), (4.5, "saturated"), (4.55, "saturated"), (1.0, "ok")],
+    ids=["inside", "at", "outside", "low"],
 )
-def test_client_cpu_saturation_is_per_second_of_the_window(cpu_s, bound):
+def test_client_cpu_saturation_is_per_second_of_the_window(cpu_s, state):
     # 5 s windows: 4.5 CPU-seconds is 90% of a core, the bound; 1 CPU-second is 20%.
-    assert is_client_bound([GeneratorUsage(0, cpu_s)], 5.0, WindowPolicy()) is bound
+    assert client_state([GeneratorUsage(0, cpu_s)], 5.0, 1.0, WindowPolicy()) == state
 
 
-@pytest.mark.parametrize("lag_ms, bound", [(0.99, False), (1.0, True), (1.01, True)], ids=["inside", "at", "outside"])
-def test_event_loop_lag_bound(lag_ms, bound):
-    assert is_client_bound([GeneratorUsage(0, 0.0, loop_lag_p99_ms=lag_ms)], 5.0, WindowPolicy()) is bound
+@pytest.mark.parametrize(
+    "lag_ms, bound_ms, state",
+    [(0.99, 1.0, "ok"), (1.0, 1.0, "ok"), (1.01, 1.0, "starved"), (24.9, 25.0, "ok"), (25.1, 25.0, "starved")],
+    ids=["inside", "at", "outside", "inside a relative bound", "outside a relative bound"],
+)
+def test_event_loop_lag_beyond_the_timing_bound_is_starvation(lag_ms, bound_ms, state):
+    assert client_state([GeneratorUsage(0, 0.0, loop_lag_p99_ms=lag_ms)], 5.0, bound_ms, WindowPolicy()) == state
+
+
+def test_a_cpu_bound_generator_is_saturated_whatever_its_lag():
+    usage = [GeneratorUsage(0, 0.1, loop_lag_p99_ms=9.0), GeneratorUsage(1, 4.6, loop_lag_p99_ms=0.1)]
+    assert client_state(usage, 5.0, 1.0, WindowPolicy()) == "saturated"
+
+
+def test_the_timing_bound_is_1_ms_or_5_percent_of_the_median_service_time():
+    # Service times 10, 20 and 30 ms: the median is 20 ms, 5% of it is 1 ms, exactly the floor;
+    # 100, 200, 300 ms give 10 ms. A send 10 ms late is late against the first, not the second.
+    def records(scale):
+        return [RequestRecord("m", "a", i * S, i * S + 10 * MS + 1, i * S + 10 * MS + 1 + scale * k * MS, 1, "OK", 8, 0)
+                for i, k in enumerate((1, 2, 3))]
+    fast = summarize_window(0, 0, 10 * S, records(10), {"a": None}, WindowPolicy())
+    slow = summarize_window(0, 0, 10 * S, records(100), {"a": None}, WindowPolicy())
+    assert (fast.tenants["a"].late_threshold_ms, fast.tenants["a"].late) == (1.0, 3)
+    assert (slow.tenants["a"].late_threshold_ms, slow.tenants["a"].late) == (10.0, 3)
+    assert fast.timing_bound_ms == 1.0 and slow.timing_bound_ms == 10.0
 
 
 # ----------------------------------------------------------------------------- window_policy
@@ -222,7 +247,7 @@ def test_each_latency_summary_must_cover_the_successes(field):
 
 def window(**overrides) -> WindowSummary:
     fields = dict(index=0, start_ns=0, end_ns=S, tenants={"a": load(1)}, aggregate=load(1), generator=(),
-                  client_bound=False)
+                  client="ok")
     return WindowSummary(**{**fields, **overrides})
 
 
@@ -245,7 +270,7 @@ def test_a_window_keeps_its_generator_usage_as_a_tuple():
     assert window(generator=[usage]).generator == (usage,)
 
 
-@pytest.mark.parametrize("version, shown", [(2, "2"), (None, "None")])
+@pytest.mark.parametrize("version, shown", [(1, "1"), (None, "None")])
 def test_a_window_of_another_schema_is_refused_naming_it(version, shown):
     d = summarize_window(0, 0, S, [], {"a": None}, WindowPolicy()).to_json()
     if version is None:

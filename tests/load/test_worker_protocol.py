@@ -27,10 +27,11 @@ from tfs_bench.load.worker_protocol import event_from_json
 SHARE = TenantShare("a@x:1", "a", "x:1", 2, (b"\x00\xffbody", b"two"), "/v1/models/a:predict", 12.5, "constant", 3)
 COMMANDS = [StartCommand(123_456_789), MarkCommand(987_654_321), StopCommand()]
 EVENTS = [
-    ReadyEvent(),
+    ReadyEvent("realtime"),
+    ReadyEvent("normal (realtime not permitted: Operation not permitted)"),
     FlushedEvent(watermark_ns=5_000, rows=12),
-    MarkEvent(end_ns=6_000, watermark_ns=6_001, rows=20, cpu_s=0.25, loop_lag_p99_ms=0.4),
-    MarkEvent(end_ns=7_000, watermark_ns=7_001, rows=20, cpu_s=0.5, loop_lag_p99_ms=None),
+    MarkEvent(end_ns=6_000, watermark_ns=6_001, rows=20, cpu_s=0.25, loop_lag_p99_ms=0.4, runqueue_wait_s=0.125),
+    MarkEvent(end_ns=7_000, watermark_ns=7_001, rows=20, cpu_s=0.5, loop_lag_p99_ms=None, runqueue_wait_s=None),
     StoppedEvent(watermark_ns=8_000, rows=31, cpu_s=0.75),
     ErrorEvent("cannot reach target x:1"),
 ]
@@ -40,14 +41,16 @@ def test_worker_plans_round_trip_through_json_with_their_bodies():
     plan = WorkerPlan(
         1, 2, "rest", (SHARE, dataclasses.replace(SHARE, tenant="b", rate_rps=None, concurrency=2)), "r.csv",
         flush_interval_s=0.05, request_timeout_s=3.0, connect_timeout_s=2.0, drain_timeout_s=1.0,
-        lag_probe_interval_s=0.01,
+        lag_probe_interval_s=0.01, priority="normal",
     )
     line = worker_protocol.encode(plan)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     assert worker_protocol.decode_plan(line) == plan
     assert WorkerPlan.from_json(json.loads(line)) == plan
-    with pytest.raises(ValueError, match="schema_version 2"):
-        WorkerPlan.from_json({**plan.to_json(), "schema_version": 2})
+    with pytest.raises(ValueError, match="schema_version 1"):
+        WorkerPlan.from_json({**plan.to_json(), "schema_version": 1})
+    with pytest.raises(ValueError, match=r"priority must be one of \('auto', 'realtime', 'normal'\), got 'high'"):
+        WorkerPlan.from_json({**plan.to_json(), "priority": "high"})
 
 
 def test_bad_plans_are_refused():
@@ -74,9 +77,11 @@ def test_each_event_round_trips_through_its_line(event):
 
 
 def test_the_wire_format_keeps_its_keys():
-    assert MarkEvent(1, 2, 3, 0.5, None).to_json() == {
+    assert MarkEvent(1, 2, 3, 0.5, None, 0.25).to_json() == {
         "event": "mark", "end_ns": 1, "watermark_ns": 2, "rows": 3, "cpu_s": 0.5, "loop_lag_p99_ms": None,
+        "runqueue_wait_s": 0.25,
     }
+    assert ReadyEvent("realtime").to_json() == {"event": "ready", "priority": "realtime"}
     assert StartCommand(9).to_json() == {"cmd": "start", "start_ns": 9}
     assert StopCommand().to_json() == {"cmd": "stop"}
 
@@ -91,7 +96,11 @@ def test_the_wire_format_keeps_its_keys():
         (event_from_json, {"event": "stopped", "rows": 1, "cpu_s": 0.1}, "lacks watermark_ns"),
         (event_from_json, {"event": "flushed", "watermark_ns": 1, "rows": 1.5}, "integer >= 0"),
         (event_from_json, {"event": "mark", "end_ns": 1, "watermark_ns": 1, "rows": 1, "cpu_s": -1,
-                           "loop_lag_p99_ms": None}, "number >= 0"),
+                           "loop_lag_p99_ms": None, "runqueue_wait_s": None}, "number >= 0"),
+        (event_from_json, {"event": "mark", "end_ns": 1, "watermark_ns": 1, "rows": 1, "cpu_s": 1,
+                           "loop_lag_p99_ms": None, "runqueue_wait_s": -0.5}, "runqueue_wait_s must be a number >= 0"),
+        (event_from_json, {"event": "ready"}, "lacks priority"),
+        (event_from_json, {"event": "ready", "priority": ""}, "priority must be a non-empty string"),
         (event_from_json, ["event", "ready"], "unknown worker event"),
     ],
 )

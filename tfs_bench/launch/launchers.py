@@ -45,6 +45,7 @@ from typing import ClassVar
 
 from tfs_bench import addresses
 from tfs_bench import child_process
+from tfs_bench import cpu_priority
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import LaunchError
 from tfs_bench.launch import ports
@@ -89,6 +90,9 @@ class LaunchSpec:
     docker client; None finds it on PATH. It holds the resolved absolute path after validation.
     external_address: for kind external, the gRPC host:port of the running server.
     log_dir: where `<server>.log` is written; required for every kind but external.
+    nice: added to the server's niceness (embedded and binary; tfs_bench.cpu_priority), so a load
+    generator on the same host gets the CPU first. Docker starts containers from its daemon, where
+    a niceness set here would not reach: it is refused for kinds docker and external.
     """
 
     kind: str
@@ -98,6 +102,7 @@ class LaunchSpec:
     external_address: str | None = None
     ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    nice: int = 0
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -105,6 +110,12 @@ class LaunchSpec:
         if not isinstance(self.server, PlannedServer):
             raise ConfigError(f"LaunchSpec.server must be a plan_record.PlannedServer, got {type(self.server).__name__}")
         _check_timeouts(self.ready_timeout_s, self.poll_interval_s)
+        cpu_priority.check_nice(self.nice)
+        if self.nice and self.kind in ("docker", "external"):
+            raise ConfigError(
+                f"a {self.kind} server is not started as our child process, so its niceness cannot be set "
+                f"(got nice {self.nice}); use nice 0"
+            )
         if self.kind == "external":
             self._check_external()
             return
@@ -196,6 +207,7 @@ class LaunchSpec:
             cpu_set=None if docker else server.cpu_set,  # docker pins with --cpuset-cpus
             docker_client=self.binary_path if docker else None,
             container=processes.container_name(server.docker.run_argv) if docker else None,
+            nice=self.nice,
         )
 
     def command(self) -> list[str]:
@@ -223,6 +235,7 @@ class EmbeddedSpec:
     flags, without --port, --rest_api_port and --host, which the launcher adds. The server is
     ready when each of `ready_models` has a version AVAILABLE.
     grpc_port, rest_port: free ports, picked when the spec is made (rest_port is None when rest=False).
+    nice: added to the server's niceness (see LaunchSpec).
     """
 
     flags: tuple[str, ...]
@@ -233,6 +246,7 @@ class EmbeddedSpec:
     rest: bool = True
     ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    nice: int = 0
     grpc_port: int = dataclasses.field(init=False, default=0)
     rest_port: int | None = dataclasses.field(init=False, default=None)
 
@@ -256,6 +270,7 @@ class EmbeddedSpec:
         if not self.log_dir:
             raise ConfigError("launching an embedded server needs a log directory")
         _check_timeouts(self.ready_timeout_s, self.poll_interval_s)
+        cpu_priority.check_nice(self.nice)
         _check_linux()
         base = ports.free_port_base(1, self.host)
         # Frozen, but the ports picked are what every later step must use.
@@ -284,7 +299,7 @@ class EmbeddedSpec:
 
     def start(self) -> processes.ServerProcess:
         ports.check_ports_free(self.name, self.host, (self.grpc_port, self.rest_port or 0))
-        return processes.ServerProcess(self.name, self.command(), self.log_dir, env=_child_env(self.kind))
+        return processes.ServerProcess(self.name, self.command(), self.log_dir, env=_child_env(self.kind), nice=self.nice)
 
 
 _LAUNCHER_FLAGS = ("--port", "--rest_api_port", "--host")

@@ -67,20 +67,21 @@ def read_log_tail(path: str | os.PathLike, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _through_child_exec(argv: Sequence[str], cpu_set: tuple[int, ...] | None) -> list[str]:
-    """`argv` behind child_exec, which sets the parent-death signal and the pinning, then execs it.
+def _through_child_exec(argv: Sequence[str], cpu_set: tuple[int, ...] | None, nice: int = 0) -> list[str]:
+    """`argv` behind child_exec, which sets the parent-death signal, pinning and niceness, then execs it.
 
     A preexec_fn would do the same between fork and exec, but it makes Python fork rather than
     vfork, and a fork runs gRPC's fork handlers, which can crash the child (grpc/grpc#43055).
     """
     cores = "-" if cpu_set is None else ",".join(str(c) for c in cpu_set)
-    return [sys.executable, "-I", "-S", child_exec.__file__, str(os.getpid()), cores, *argv]
+    return [sys.executable, "-I", "-S", child_exec.__file__, str(os.getpid()), cores, str(nice), *argv]
 
 
 class ServerProcess:
     """A started server (or docker client) in its own session, its output going to `<log_dir>/<name>.log`.
 
     cpu_set: the cores it is pinned to before it runs (None: not pinned).
+    nice: added to its niceness before it runs (tfs_bench.cpu_priority; 0: unchanged).
     docker_client, container: for a `docker run`, the client and the container's name; stop()
     then removes the container.
     """
@@ -94,6 +95,7 @@ class ServerProcess:
         cpu_set: tuple[int, ...] | None = None,
         docker_client: str | None = None,
         container: str | None = None,
+        nice: int = 0,
     ):
         if (docker_client is None) != (container is None):
             raise ValueError("a docker server needs both the docker client and the container name")
@@ -113,7 +115,7 @@ class ServerProcess:
             self.started_at = time.monotonic()
             try:
                 self._popen = subprocess.Popen(
-                    _through_child_exec(argv, cpu_set),
+                    _through_child_exec(argv, cpu_set, nice),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,

@@ -29,6 +29,7 @@ from tfs_bench.load import driver
 from tfs_bench.load import search
 from tfs_bench import addresses
 from tfs_bench import flag_rules
+from tfs_bench.cpu_priority import GENERATOR_PRIORITIES
 from tfs_bench.errors import exits_cleanly
 from tfs_bench.load.config import MAX_WORKERS
 from tfs_bench.load.config import PROTOCOLS
@@ -99,6 +100,14 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write the run (d
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a previous run in --output_dir.")
 _WORKERS = flags.DEFINE_integer(
     "workers", _RUN["workers"].default, "Load-generator processes sharing the schedule.", lower_bound=1, upper_bound=MAX_WORKERS
+)
+_GENERATOR_PRIORITY = flags.DEFINE_enum(
+    "generator_priority",
+    _RUN["generator_priority"].default,
+    list(GENERATOR_PRIORITIES),
+    "CPU priority of the worker processes: realtime (SCHED_FIFO 1, keeps sends on time beside busy servers on the "
+    "same host; needs root or RLIMIT_RTPRIO), normal, or auto (realtime where permitted). Recorded per worker in "
+    "summary.json.",
 )
 _PEAK_PRECISION = flags.DEFINE_float(
     "peak_precision", None, f"peak: bisect until the bracket is within this fraction (default {search.DEFAULT_PRECISION})."
@@ -292,6 +301,7 @@ def _config() -> LoadConfig:
         overwrite=_OVERWRITE.value,
         request_timeout_s=_REQUEST_TIMEOUT_S.value,
         connect_timeout_s=_CONNECT_TIMEOUT_S.value,
+        generator_priority=_GENERATOR_PRIORITY.value,
     )
 
 

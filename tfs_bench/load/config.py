@@ -17,6 +17,7 @@ import os
 from collections.abc import Sequence
 
 from tfs_bench import addresses
+from tfs_bench.cpu_priority import GENERATOR_PRIORITIES
 from tfs_bench.errors import ConfigError
 from tfs_bench.load.schedule import TenantLoad
 from tfs_bench.load.schedule import TenantSpec
@@ -188,6 +189,7 @@ class LoadConfig:
     overwrite: bool = False
     request_timeout_s: float = 30.0
     connect_timeout_s: float = 10.0
+    generator_priority: str = "auto"  # tfs_bench.cpu_priority.GENERATOR_PRIORITIES
 
     def __post_init__(self):
         object.__setattr__(self, "targets", tuple(addresses.normalize(t, "target") for t in self.targets))
@@ -214,6 +216,10 @@ class LoadConfig:
         if not (self.request_timeout_s > 0 and self.connect_timeout_s > 0):
             raise ConfigError("request and connect timeouts must be > 0 s")
         check_policy(self.policy, self.criteria)
+        if self.generator_priority not in GENERATOR_PRIORITIES:
+            raise ConfigError(
+                f"generator_priority must be one of {', '.join(GENERATOR_PRIORITIES)}, got {self.generator_priority!r}"
+            )
 
     def target_of(self, load: TenantLoad) -> str:
         return load.target or self.targets[0]
@@ -236,6 +242,7 @@ class LoadConfig:
             "overwrite": self.overwrite,
             "request_timeout_s": self.request_timeout_s,
             "connect_timeout_s": self.connect_timeout_s,
+            "generator_priority": self.generator_priority,
         }
 
     @classmethod
@@ -259,6 +266,7 @@ class LoadConfig:
             overwrite=d["overwrite"],
             request_timeout_s=d["request_timeout_s"],
             connect_timeout_s=d["connect_timeout_s"],
+            generator_priority=d.get("generator_priority", "normal"),
         )
 
 

@@ -29,6 +29,8 @@ def format_window(label: str, window: WindowSummary, sla_percentile: float) -> s
     ]
     if s.offered_rate_rps is not None:
         parts.append(f"offered {s.offered_rate_rps:.1f} achieved {s.achieved_rate_rps:.1f} rps")
+    if s.scheduled is not None:
+        parts.append(f"done/scheduled {s.requests}/{s.scheduled}")
     parts += [
         f"p50 {_fmt('p50_ms', s.response_time.p50_ms)}",
         f"p{sla_percentile:g} {_fmt(field, s.response_time.at(sla_percentile))}",
@@ -41,9 +43,12 @@ def format_window(label: str, window: WindowSummary, sla_percentile: float) -> s
         lags = [g.loop_lag_p99_ms for g in window.generator if g.loop_lag_p99_ms is not None]
         parts.append(f"generator cpu {_fmt('generator_cpu_fraction', cpu)}")
         if lags:
-            parts.append(f"loop lag p99 {_fmt('loop_lag_p99_ms', max(lags))}")
+            parts.append(f"loop lag p99 {_fmt('loop_lag_p99_ms', max(lags))} (bound {window.timing_bound_ms:.2f} ms)")
+        waits = [g.runqueue_wait_s for g in window.generator if g.runqueue_wait_s is not None]
+        if waits:
+            parts.append(f"cpu wait {max(waits) / window.duration_s * 1000:.0f} ms/s")
     if window.client_bound:
-        parts.append("CLIENT-BOUND")
+        parts.append(f"CLIENT-{window.client.upper()}")
     return "  ".join(parts)
 
 

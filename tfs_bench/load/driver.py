@@ -54,6 +54,7 @@ from tfs_bench.load.run_files import RunManifest
 from tfs_bench.load.run_files import RunSummary
 from tfs_bench.load.run_files import SweepSettings
 from tfs_bench.load.run_files import WorkerTotals
+from tfs_bench.load.schedule import ArrivalCounter
 from tfs_bench.load.schedule import TrafficMix
 from tfs_bench.load.schedule import split_evenly
 from tfs_bench.load.search import PeakResult
@@ -312,7 +313,8 @@ def _run(
         windows.close()
     result = summarize_run(pool.records, clock.windows, config.policy, config.criteria)
     workers = tuple(
-        WorkerTotals(w, run_files.records_path(run_dir, w).name, s.rows, s.cpu_s) for w, s in enumerate(stopped)
+        WorkerTotals(w, run_files.records_path(run_dir, w).name, s.rows, s.cpu_s, pool.priorities[w])
+        for w, s in enumerate(stopped)
     )
     summary = RunSummary(
         label, started_at, _now(), measurement.start_ns, clock.warmup_end_ns, clock.stop_reason, workers, result
@@ -360,6 +362,7 @@ def _worker_plans(config: LoadConfig, prepared: dict[str, TenantRequests], run_d
                 request_timeout_s=config.request_timeout_s,
                 connect_timeout_s=config.connect_timeout_s,
                 lag_probe_interval_s=lag_probe_interval_s,
+                priority=config.generator_priority,
             )
         )
     return plans
@@ -379,6 +382,17 @@ class _Measurement:
         self._unwindowed: list[RequestRecord] = []  # read, and done at or after the last boundary
         self._sent_since_boundary = collections.Counter()
         self.start_ns: int | None = None
+        self._arrivals = {
+            t.tenant: ArrivalCounter(t.schedule()) for t in config.mix.tenants if t.open_loop
+        }
+
+    def _scheduled(self, start_ns: int, end_ns: int) -> dict[str, int]:
+        """Each open-loop tenant's arrivals intended in [start_ns, end_ns) (boundaries in order)."""
+        counts = {}
+        for tenant, counter in self._arrivals.items():
+            before_start = counter.count_before(start_ns - self.start_ns)
+            counts[tenant] = counter.count_before(end_ns - self.start_ns) - before_start
+        return counts
 
     def run(self) -> WindowClock:
         pool, policy = self._pool, self._config.policy
@@ -388,7 +402,7 @@ class _Measurement:
         clock = WindowClock(policy, time.perf_counter_ns)
         clock.start()
         tick_s = min(_MAX_TICK_S, policy.window_s / 20)
-        cpu_at_last_boundary = None
+        cpu_at_last_boundary = wait_at_last_boundary = None
         while not clock.done:
             self._take(pool.poll(tick_s))
             boundary = clock.tick(min(self._sent_since_boundary[t] for t in self._offered))
@@ -396,20 +410,34 @@ class _Measurement:
                 continue
             marks, records = pool.mark(boundary.end_ns)
             in_window = self._close_boundary(records, boundary.end_ns)
+            scheduled = self._scheduled(boundary.start_ns, boundary.end_ns)
             if boundary.kind == WARMUP_END:
                 self._observer.warmup_ended(self._label)
             else:
                 usage = tuple(
-                    GeneratorUsage(w, max(m.cpu_s - cpu_at_last_boundary[w], 0.0), m.loop_lag_p99_ms)
+                    GeneratorUsage(
+                        w,
+                        max(m.cpu_s - cpu_at_last_boundary[w], 0.0),
+                        m.loop_lag_p99_ms,
+                        _difference(m.runqueue_wait_s, wait_at_last_boundary[w]),
+                    )
                     for w, m in enumerate(marks)
                 )
                 window = summarize_window(
-                    boundary.index, boundary.start_ns, boundary.end_ns, in_window, self._offered, policy, usage
+                    boundary.index,
+                    boundary.start_ns,
+                    boundary.end_ns,
+                    in_window,
+                    self._offered,
+                    policy,
+                    usage,
+                    scheduled,
                 )
                 self._windows.append(window)
                 self._observer.window_closed(self._label, window)
                 clock.close_window(window)
             cpu_at_last_boundary = [m.cpu_s for m in marks]
+            wait_at_last_boundary = [m.runqueue_wait_s for m in marks]
         return clock
 
     def _take(self, records: list[RequestRecord]) -> None:
@@ -423,6 +451,11 @@ class _Measurement:
         self._unwindowed = [r for r in self._unwindowed if r.done_ns >= end_ns]
         self._sent_since_boundary = collections.Counter(r.tenant for r in self._unwindowed if not r.dropped)
         return before
+
+
+def _difference(now: float | None, before: float | None) -> float | None:
+    """A cumulative reading's growth since the last boundary (never negative); None if either is unknown."""
+    return None if now is None or before is None else max(now - before, 0.0)
 
 
 def _wait_until_ns(deadline_ns: int) -> None:
@@ -483,6 +516,7 @@ class _Worker:
         self.tail = _RecordTail(Path(plan.records_path))
         self._buffer = b""
         self.ready = False
+        self.priority: str | None = None
         self.marks: dict[int, MarkEvent] = {}
         self.stopped: StoppedEvent | None = None
         self.exited = False
@@ -519,6 +553,7 @@ class _Worker:
             raise LoadError(f"load worker {self.index}: {event.message}")
         if isinstance(event, ReadyEvent):
             self.ready = True
+            self.priority = event.priority
         elif isinstance(event, MarkEvent):
             self.marks[event.end_ns] = event
         elif isinstance(event, StoppedEvent):
@@ -602,6 +637,11 @@ class _WorkerPool:
 
     def wait_ready(self, timeout_s: float) -> None:
         self._wait(lambda w: w.ready, timeout_s, "connect to their targets")
+
+    @property
+    def priorities(self) -> list[str]:
+        """The CPU priority each worker got (known once it is ready)."""
+        return [w.priority or "unknown" for w in self._workers]
 
     def start(self, lead_s: float) -> int:
         start_ns = time.perf_counter_ns() + int(lead_s * 1e9)

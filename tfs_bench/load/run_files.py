@@ -179,23 +179,31 @@ class RunManifest:
 
 @dataclasses.dataclass(frozen=True)
 class WorkerTotals:
-    """One worker process of a run: its record file, how many rows it wrote, its CPU time."""
+    """One worker process of a run: its record file, how many rows it wrote, its CPU time, and
+    the CPU priority it ran at (tfs_bench.cpu_priority: "realtime", or "normal" with why)."""
 
     worker: int
     records_file: str  # relative to the run directory
     rows: int
     cpu_s: float
+    priority: str = "normal"
 
     def __post_init__(self):
-        if self.worker < 0 or self.rows < 0 or self.cpu_s < 0 or not self.records_file:
+        if self.worker < 0 or self.rows < 0 or self.cpu_s < 0 or not self.records_file or not self.priority:
             raise ValueError(f"implausible worker totals: {self}")
 
     def to_json(self) -> dict:
-        return {"worker": self.worker, "records_file": self.records_file, "rows": self.rows, "cpu_s": self.cpu_s}
+        return {
+            "worker": self.worker,
+            "records_file": self.records_file,
+            "rows": self.rows,
+            "cpu_s": self.cpu_s,
+            "priority": self.priority,
+        }
 
     @classmethod
     def from_json(cls, d: Mapping) -> "WorkerTotals":
-        return cls(d["worker"], d["records_file"], d["rows"], d["cpu_s"])
+        return cls(d["worker"], d["records_file"], d["rows"], d["cpu_s"], d.get("priority", "normal"))
 
 
 @dataclasses.dataclass(frozen=True)

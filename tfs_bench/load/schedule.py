@@ -75,6 +75,30 @@ class ArrivalSchedule:
                 offset += gap
 
 
+class ArrivalCounter:
+    """How many of a schedule's arrivals fall before successive offsets (asked in increasing order).
+
+    The driver counts each window's scheduled arrivals with it, from the same seed the workers
+    send by, so a window's completions can be judged against what it was sent.
+    """
+
+    def __init__(self, schedule: ArrivalSchedule):
+        self._offsets = schedule.offsets_ns()
+        self._next = next(self._offsets)
+        self._count = 0
+        self._last_asked: int | None = None
+
+    def count_before(self, offset_ns: int) -> int:
+        """Arrivals with offset < `offset_ns` (offsets from the run's start, in ns)."""
+        if self._last_asked is not None and offset_ns < self._last_asked:
+            raise ValueError(f"offsets must not decrease: {offset_ns} after {self._last_asked}")
+        self._last_asked = offset_ns
+        while self._next < offset_ns:
+            self._count += 1
+            self._next = next(self._offsets)
+        return self._count
+
+
 def tenant_seed(run_seed: int, tenant: str) -> int:
     """A seed for one tenant's schedule, stable across processes and independent of other tenants."""
     sequence = np.random.SeedSequence(run_seed, spawn_key=(zlib.crc32(tenant.encode("utf-8")),))

@@ -9,10 +9,13 @@ A run is VALID only when none of these holds (each is one `InvalidReason`):
   too_short          the pooled windows last less than `min_duration_s`
   too_few_requests   a tenant completed fewer than `min_requests` successful requests in them
   errors             a tenant's error rate (non-OK replies ÷ sent) is ≥ `max_error_rate`
-  late_sends         a tenant's late-send fraction is ≥ `max_late_fraction`
+  late_sends         a tenant's late-send fraction is ≥ `max_late_fraction` (late: later than the
+                     tenant's timing bound, max(1 ms, 5% of its median service time))
   dropped            a tenant's dropped fraction (dropped ÷ sent + dropped) is ≥ `max_dropped_fraction`
-  client_saturated   a pooled window was client-bound (the generator, not the server, limited it)
-Duration and client saturation concern the whole run; the others each tenant. A tenant's verdict
+  client_saturated   in a pooled window a load-generator process was CPU-bound
+  client_starved     in a pooled window the generator's event loop ran late beyond the timing
+                     bound without being CPU-bound: the host kept it off the CPU
+Duration and the generator's state concern the whole run; the others each tenant. A tenant's verdict
 carries the run's reasons too; the aggregate verdict is VALID only when every tenant's is.
 """
 
@@ -41,6 +44,7 @@ REASON_CODES = (
     "late_sends",
     "dropped",
     "client_saturated",
+    "client_starved",
 )
 
 
@@ -192,11 +196,15 @@ def summarize_run(
     start_ns, end_ns = pooled[0].start_ns, pooled[-1].end_ns
     in_pool = records_between(records, start_ns, end_ns)
     offered = {t: _pooled_offered_rate([w.tenants[t] for w in pooled]) for t in windows[-1].tenants}
+    scheduled = {t: _pooled_scheduled([w.tenants[t] for w in pooled]) for t in offered}
+    tolerance = policy.timing_tolerance
     run_reasons = _run_reasons(pooled, criteria)
     tenants = {}
     aggregate_reasons = list(run_reasons)
     for tenant, rate in offered.items():
-        summary = summarize_load((r for r in in_pool if r.tenant == tenant), end_ns - start_ns, rate)
+        summary = summarize_load(
+            (r for r in in_pool if r.tenant == tenant), end_ns - start_ns, rate, scheduled[tenant], tolerance
+        )
         own = _tenant_reasons(summary, [w.tenants[tenant] for w in windows], policy, criteria)
         tenants[tenant] = TenantResult(summary, Verdict(own + run_reasons))
         aggregate_reasons += _prefixed(own, tenant) if len(offered) > 1 else own
@@ -205,7 +213,13 @@ def summarize_run(
         windows=tuple(windows),
         pooled_windows=tuple(w.index for w in pooled),
         tenants=tenants,
-        aggregate=summarize_load(in_pool, end_ns - start_ns, total_offered_rate(offered.values())),
+        aggregate=summarize_load(
+            in_pool,
+            end_ns - start_ns,
+            total_offered_rate(offered.values()),
+            _pooled_scheduled([w.aggregate for w in pooled]),
+            tolerance,
+        ),
         verdict=Verdict(tuple(aggregate_reasons)),
     )
 
@@ -229,6 +243,13 @@ def _pooled_offered_rate(summaries: Sequence[LoadSummary]) -> float | None:
     return sum(s.offered_rate_rps * s.duration_s for s in summaries) / sum(s.duration_s for s in summaries)
 
 
+def _pooled_scheduled(summaries: Sequence[LoadSummary]) -> int | None:
+    """The arrivals scheduled over the pooled windows; None when a window's are not known."""
+    if any(s.scheduled is None for s in summaries):
+        return None
+    return sum(s.scheduled for s in summaries)
+
+
 def _run_reasons(pooled: Sequence[WindowSummary], criteria: ValidityCriteria) -> tuple[InvalidReason, ...]:
     reasons = []
     duration_s = sum(w.duration_s for w in pooled)
@@ -236,18 +257,30 @@ def _run_reasons(pooled: Sequence[WindowSummary], criteria: ValidityCriteria) ->
         reasons.append(
             InvalidReason("too_short", f"measured {duration_s:.1f} s < minimum {criteria.min_duration_s:g} s")
         )
-    bound = [w for w in pooled if w.client_bound]
-    if bound:
-        reasons.append(InvalidReason("client_saturated", _client_saturation_message(bound)))
+    saturated = [w for w in pooled if w.client == "saturated"]
+    if saturated:
+        reasons.append(InvalidReason("client_saturated", _generator_message("was CPU-bound", saturated)))
+    starved = [w for w in pooled if w.client == "starved"]
+    if starved:
+        reasons.append(
+            InvalidReason("client_starved", _generator_message("was kept off the CPU by the host", starved))
+        )
     return tuple(reasons)
 
 
-def _client_saturation_message(bound: Sequence[WindowSummary]) -> str:
-    cpu = max((g.cpu_s / w.duration_s for w in bound for g in w.generator), default=0.0)
-    lags = [g.loop_lag_p99_ms for w in bound for g in w.generator if g.loop_lag_p99_ms is not None]
-    lag = f", event-loop lag p99 up to {max(lags):.2f} ms" if lags else ""
-    windows = ", ".join(str(w.index) for w in bound)
-    return f"load generator was the bottleneck in window(s) {windows} (busiest worker at {cpu:.0%} of a core{lag})"
+def _generator_message(what: str, windows: Sequence[WindowSummary]) -> str:
+    """What the generator's processes did in those windows: CPU, loop lag against the bound, run-queue wait."""
+    cpu = max((g.cpu_s / w.duration_s for w in windows for g in w.generator), default=0.0)
+    lags = [(g.loop_lag_p99_ms, w.timing_bound_ms) for w in windows for g in w.generator if g.loop_lag_p99_ms is not None]
+    waits = [g.runqueue_wait_s / w.duration_s for w in windows for g in w.generator if g.runqueue_wait_s is not None]
+    details = [f"busiest worker at {cpu:.0%} of a core"]
+    if lags:
+        lag, bound = max(lags)
+        details.append(f"event-loop lag p99 up to {lag:.2f} ms against a timing bound of {bound:.2f} ms")
+    if waits:
+        details.append(f"its threads waited up to {max(waits) * 1000:.0f} ms per second for a CPU")
+    numbers = ", ".join(str(w.index) for w in windows)
+    return f"the load generator {what} in window(s) {numbers} ({'; '.join(details)})"
 
 
 def _tenant_reasons(
@@ -270,7 +303,8 @@ def _tenant_reasons(
         reasons.append(
             InvalidReason(
                 "late_sends",
-                f"{pooled.late_fraction:.2%} of sends were more than 1 ms late (bound {criteria.max_late_fraction:.2%})",
+                f"{pooled.late_fraction:.2%} of sends were more than {pooled.late_threshold_ms:.2f} ms late "
+                f"(bound {criteria.max_late_fraction:.2%})",
             )
         )
     if pooled.dropped and pooled.dropped_fraction >= criteria.max_dropped_fraction:

@@ -14,17 +14,32 @@ records, so worker processes on one host share them.
 - Warm-up ends likewise after `warmup_s` and `warmup_requests` (both, when both are given).
 - Stable: for every tenant, each of the last `stability_windows` windows is within
   ±`stability_tolerance` of those windows' mean (bounds included, compared exactly), on
-  throughput and on the SLA percentile of response time (perf_analyzer's rule, applied to both). The run stops when every tenant is
-  stable, or after `max_windows`.
-- A window is *client-bound* when the load generator was the bottleneck: a worker process used
-  ≥ `client_cpu_saturation` of a core, or its event loop's p99 lag reached the late-send
-  threshold (1 ms), at which point late sends come from the generator, not the server.
+  throughput and on the SLA percentile of response time (perf_analyzer's rule, applied to both),
+  with two corrections for chance, so that a healthy system is not judged unstable by the noise
+  of its own arrival process:
+  * open loop: throughput is judged per arrival scheduled in the window (completions ÷ the
+    schedule's arrivals in [start, end)). Poisson arrivals put ~λT ± √(λT) requests in a window
+    (±14% at 10 rps over 5 s); the ratio removes that noise and keeps what stability is about,
+    whether the server completes what it is sent.
+  * the SLA percentile of a window counts as within tolerance when its 95% confidence interval
+    (tfs_bench.stats: order-statistic bounds) reaches the tolerance band around the mean; with
+    many samples the interval is narrow and the rule is the plain one.
+- The timing bound of a window is max(1 ms, `timing_tolerance` × the median service time of its
+  fastest tenant): a send later than its tenant's bound is *late*, and event-loop lag is judged
+  against the window's bound (1 ms of lag is an error against 2 ms of latency, noise against 500).
+- The load generator's state in a window (`client`): "saturated" when a worker process used
+  ≥ `client_cpu_saturation` of a core (it is CPU-bound: the generator limited the run);
+  "starved" when a worker's event-loop lag p99 exceeded the window's timing bound while it was
+  not CPU-bound (the host kept it off the CPU: its threads' run-queue wait, from
+  /proc/<pid>/task/*/schedstat, says by how much); "ok" otherwise. A saturated or starved window
+  is *client-bound*: its timing errors come from the generator, not the server.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -38,9 +53,9 @@ from tfs_bench.load.records import LATE_SEND_THRESHOLD_NS
 from tfs_bench.load.records import STATUS_OK
 from tfs_bench.load.records import RequestRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _NS_PER_S = 1_000_000_000
-CLIENT_LOOP_LAG_BOUND_MS = LATE_SEND_THRESHOLD_NS / 1_000_000
+CLIENT_STATES = ("ok", "saturated", "starved")
 WINDOW_MAX_FACTOR = 6
 
 
@@ -61,6 +76,7 @@ class WindowPolicy:
     stability_tolerance: float = 0.10
     sla_percentile: float = 95.0
     client_cpu_saturation: float = 0.9  # of one core, per worker process
+    timing_tolerance: float = 0.05  # of the median service time: the timing bound above 1 ms
 
     def __post_init__(self):
         if not 0 < self.window_s <= self.window_max_s:
@@ -78,6 +94,8 @@ class WindowPolicy:
             raise ConfigError(f"stability_tolerance must be in (0, 1), got {self.stability_tolerance}")
         if not 0 < self.client_cpu_saturation <= 1:
             raise ConfigError(f"client_cpu_saturation must be in (0, 1], got {self.client_cpu_saturation}")
+        if not 0 <= self.timing_tolerance < 1:
+            raise ConfigError(f"timing_tolerance must be in [0, 1), got {self.timing_tolerance}")
         try:
             stats.percentile_field(self.sla_percentile)
         except ValueError as e:
@@ -88,7 +106,8 @@ class WindowPolicy:
 
     @classmethod
     def from_json(cls, d: Mapping) -> "WindowPolicy":
-        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        return cls(**{name: d.get(name, default) if name == "timing_tolerance" else d[name] for name, default in defaults.items()})
 
 
 # ----------------------------------------------------------------------------- summaries
@@ -101,17 +120,28 @@ class GeneratorUsage:
     worker: int
     cpu_s: float  # user + system CPU time of the process
     loop_lag_p99_ms: float | None = None  # p99 of the event loop's wake-up lag samples
+    runqueue_wait_s: float | None = None  # time its threads waited for a CPU; None: not measured
 
     def __post_init__(self):
-        if self.worker < 0 or self.cpu_s < 0 or (self.loop_lag_p99_ms or 0) < 0:
+        if self.worker < 0 or self.cpu_s < 0 or (self.loop_lag_p99_ms or 0) < 0 or (self.runqueue_wait_s or 0) < 0:
             raise ValueError(f"implausible generator usage: {self}")
 
     def to_json(self) -> dict:
-        return {"worker": self.worker, "cpu_s": self.cpu_s, "loop_lag_p99_ms": self.loop_lag_p99_ms}
+        return {
+            "worker": self.worker,
+            "cpu_s": self.cpu_s,
+            "loop_lag_p99_ms": self.loop_lag_p99_ms,
+            "runqueue_wait_s": self.runqueue_wait_s,
+        }
 
     @classmethod
     def from_json(cls, d: dict) -> "GeneratorUsage":
-        return cls(worker=d["worker"], cpu_s=d["cpu_s"], loop_lag_p99_ms=d["loop_lag_p99_ms"])
+        return cls(
+            worker=d["worker"],
+            cpu_s=d["cpu_s"],
+            loop_lag_p99_ms=d["loop_lag_p99_ms"],
+            runqueue_wait_s=d.get("runqueue_wait_s"),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +149,9 @@ class LoadSummary:
     """Requests that completed during `duration_s` (one window, or several pooled).
 
     Rates divide by the duration; fractions of nothing are 0. Latencies are over successful
-    requests only; errors are counted by gRPC code, drops on their own.
+    requests only; errors are counted by gRPC code, drops on their own. `scheduled` is how many
+    arrivals the open-loop schedule intended in the interval (None: closed loop, or not known);
+    `late` counts the sends later than `late_threshold_ms` (see late_threshold_ns).
     """
 
     duration_s: float
@@ -131,6 +163,8 @@ class LoadSummary:
     offered_rate_rps: float | None  # the schedule's rate; None in closed loop
     response_time: stats.LatencySummary
     service_time: stats.LatencySummary
+    scheduled: int | None = None
+    late_threshold_ms: float = LATE_SEND_THRESHOLD_NS / 1e6
 
     def __post_init__(self):
         if self.duration_s <= 0:
@@ -144,6 +178,10 @@ class LoadSummary:
             raise ValueError("more late sends than sends")
         if self.response_time.count != self.requests or self.service_time.count != self.requests:
             raise ValueError("latency summaries must cover exactly the successful requests")
+        if self.scheduled is not None and self.scheduled < 0:
+            raise ValueError(f"scheduled must be >= 0, got {self.scheduled}")
+        if not self.late_threshold_ms >= LATE_SEND_THRESHOLD_NS / 1e6:
+            raise ValueError(f"late_threshold_ms must be at least 1 ms, got {self.late_threshold_ms}")
 
     @property
     def errors(self) -> int:
@@ -164,6 +202,11 @@ class LoadSummary:
     @property
     def achieved_rate_rps(self) -> float:
         return self.sent / self.duration_s
+
+    @property
+    def completion_ratio(self) -> float | None:
+        """Successful requests per arrival scheduled in the interval (open loop); None without a schedule."""
+        return self.requests / self.scheduled if self.scheduled else None
 
     @property
     def error_rate(self) -> float:
@@ -189,6 +232,8 @@ class LoadSummary:
             "late": self.late,
             "inferences": self.inferences,
             "offered_rate_rps": self.offered_rate_rps,
+            "scheduled": self.scheduled,
+            "late_threshold_ms": self.late_threshold_ms,
             "achieved_rate_rps": self.achieved_rate_rps,
             "throughput_rps": self.throughput_rps,
             "inferences_per_s": self.inferences_per_s,
@@ -211,23 +256,39 @@ class LoadSummary:
             offered_rate_rps=d["offered_rate_rps"],
             response_time=stats.LatencySummary.from_json(d["response_time"]),
             service_time=stats.LatencySummary.from_json(d["service_time"]),
+            scheduled=d.get("scheduled"),
+            late_threshold_ms=d.get("late_threshold_ms", LATE_SEND_THRESHOLD_NS / 1e6),
         )
 
 
+def late_threshold_ns(ok_records: Sequence[RequestRecord], timing_tolerance: float) -> int:
+    """max(1 ms, timing_tolerance × the median service time of the successful requests)."""
+    if not ok_records:
+        return LATE_SEND_THRESHOLD_NS
+    median_ns = stats.percentile(sorted(r.service_time_ns for r in ok_records), 50)
+    return max(LATE_SEND_THRESHOLD_NS, math.floor(timing_tolerance * median_ns))
+
+
 def summarize_load(
-    records: Iterable[RequestRecord], duration_ns: int, offered_rate_rps: float | None
+    records: Iterable[RequestRecord],
+    duration_ns: int,
+    offered_rate_rps: float | None,
+    scheduled: int | None = None,
+    timing_tolerance: float = WindowPolicy.timing_tolerance,
 ) -> LoadSummary:
     """The summary of the given records over a measured time of `duration_ns`."""
-    ok, errors, dropped, late = [], collections.Counter(), 0, 0
+    ok, errors, dropped, sent = [], collections.Counter(), 0, []
     for record in records:
         if record.dropped:
             dropped += 1
             continue
-        late += record.late
+        sent.append(record)
         if record.ok:
             ok.append(record)
         else:
             errors[record.status_code] += 1
+    threshold_ns = late_threshold_ns(ok, timing_tolerance)
+    late = sum(r.late(threshold_ns) for r in sent)
     return LoadSummary(
         duration_s=duration_ns / _NS_PER_S,
         requests=len(ok),
@@ -238,6 +299,8 @@ def summarize_load(
         offered_rate_rps=offered_rate_rps,
         response_time=stats.summarize_latencies(r.response_time_ns for r in ok),
         service_time=stats.summarize_latencies(r.service_time_ns for r in ok),
+        scheduled=scheduled,
+        late_threshold_ms=threshold_ns / 1e6,
     )
 
 
@@ -249,18 +312,30 @@ class WindowSummary:
     tenants: dict[str, LoadSummary]
     aggregate: LoadSummary  # all tenants' requests together
     generator: tuple[GeneratorUsage, ...]  # one per worker process; empty when not measured
-    client_bound: bool
+    client: str = "ok"  # one of CLIENT_STATES
 
     def __post_init__(self):
         if self.index < 0 or self.end_ns <= self.start_ns:
             raise ValueError(f"window {self.index} needs start_ns < end_ns")
         if not self.tenants:
             raise ValueError("a window summarises at least one tenant")
+        if self.client not in CLIENT_STATES:
+            raise ValueError(f"client state must be one of {CLIENT_STATES}, got {self.client!r}")
         object.__setattr__(self, "generator", tuple(self.generator))
 
     @property
     def duration_s(self) -> float:
         return (self.end_ns - self.start_ns) / _NS_PER_S
+
+    @property
+    def client_bound(self) -> bool:
+        """The generator, not the server, limited this window (saturated or starved)."""
+        return self.client != "ok"
+
+    @property
+    def timing_bound_ms(self) -> float:
+        """The window's bound on event-loop lag: the smallest late threshold among its tenants."""
+        return min(s.late_threshold_ms for s in self.tenants.values())
 
     def to_json(self) -> dict:
         return {
@@ -268,6 +343,7 @@ class WindowSummary:
             "index": self.index,
             "start_ns": self.start_ns,
             "end_ns": self.end_ns,
+            "client": self.client,
             "client_bound": self.client_bound,
             "generator": [g.to_json() for g in self.generator],
             "aggregate": self.aggregate.to_json(),
@@ -285,7 +361,7 @@ class WindowSummary:
             tenants={name: LoadSummary.from_json(s) for name, s in d["tenants"].items()},
             aggregate=LoadSummary.from_json(d["aggregate"]),
             generator=tuple(GeneratorUsage.from_json(g) for g in d["generator"]),
-            client_bound=d["client_bound"],
+            client=d["client"],
         )
 
 
@@ -318,13 +394,17 @@ def records_between(records: Iterable[RequestRecord], start_ns: int, end_ns: int
     return [r for r in records if start_ns <= r.done_ns < end_ns]
 
 
-def is_client_bound(generator: Iterable[GeneratorUsage], duration_s: float, policy: WindowPolicy) -> bool:
-    for usage in generator:
-        if usage.cpu_s / duration_s >= policy.client_cpu_saturation:
-            return True
-        if usage.loop_lag_p99_ms is not None and usage.loop_lag_p99_ms >= CLIENT_LOOP_LAG_BOUND_MS:
-            return True
-    return False
+def client_state(
+    generator: Iterable[GeneratorUsage], duration_s: float, timing_bound_ms: float, policy: WindowPolicy
+) -> str:
+    """"saturated" if a worker was CPU-bound, else "starved" if one's loop lag p99 exceeded the
+    window's timing bound, else "ok" (see the module docstring)."""
+    usages = list(generator)
+    if any(u.cpu_s / duration_s >= policy.client_cpu_saturation for u in usages):
+        return "saturated"
+    if any(u.loop_lag_p99_ms is not None and u.loop_lag_p99_ms > timing_bound_ms for u in usages):
+        return "starved"
+    return "ok"
 
 
 def summarize_window(
@@ -335,24 +415,40 @@ def summarize_window(
     offered_rates_rps: Mapping[str, float | None],
     policy: WindowPolicy,
     generator: Sequence[GeneratorUsage] = (),
+    scheduled: Mapping[str, int | None] | None = None,
 ) -> WindowSummary:
     """Summarises the records that completed in [start_ns, end_ns), per tenant and together.
 
     `offered_rates_rps` names every tenant of the run (None for closed-loop tenants), so a tenant
     with nothing completed still gets a summary; a record of another tenant is an error.
+    `scheduled` gives the open-loop tenants' arrivals intended in the window, when known.
     """
     in_window = records_between(records, start_ns, end_ns)
     by_tenant = _by_tenant(in_window, offered_rates_rps)
     duration_ns = end_ns - start_ns
-    return WindowSummary(
+    scheduled = scheduled or {}
+    tolerance = policy.timing_tolerance
+    tenants = {
+        t: summarize_load(by_tenant[t], duration_ns, offered_rates_rps[t], scheduled.get(t), tolerance)
+        for t in offered_rates_rps
+    }
+    counts = [scheduled.get(t) for t in offered_rates_rps]
+    window = WindowSummary(
         index=index,
         start_ns=start_ns,
         end_ns=end_ns,
-        tenants={t: summarize_load(by_tenant[t], duration_ns, offered_rates_rps[t]) for t in offered_rates_rps},
-        aggregate=summarize_load(in_window, duration_ns, total_offered_rate(offered_rates_rps.values())),
+        tenants=tenants,
+        aggregate=summarize_load(
+            in_window,
+            duration_ns,
+            total_offered_rate(offered_rates_rps.values()),
+            None if None in counts else sum(counts),
+            tolerance,
+        ),
         generator=tuple(generator),
-        client_bound=is_client_bound(generator, duration_ns / _NS_PER_S, policy),
     )
+    state = client_state(generator, duration_ns / _NS_PER_S, window.timing_bound_ms, policy)
+    return dataclasses.replace(window, client=state)
 
 
 def total_offered_rate(rates_rps: Iterable[float | None]) -> float | None:
@@ -382,35 +478,49 @@ def instability_reasons(history: Sequence[LoadSummary], policy: WindowPolicy) ->
         return (f"only {len(history)} measurement window(s); stability needs {count}",)
     last = history[-count:]
     p = policy.sla_percentile
-    series = {
-        "throughput": [s.throughput_rps for s in last],
-        f"p{p:g} response time": [s.response_time.at(p) for s in last],
-    }
+    if all(s.scheduled for s in last):
+        throughput = ("throughput per scheduled arrival", [(r, r, r) for r in (s.completion_ratio for s in last)])
+    else:
+        throughput = ("throughput", [(s.throughput_rps,) * 3 for s in last])
+    percentile = (
+        f"p{p:g} response time",
+        [None if s.response_time.at(p) is None else (s.response_time.at(p), *s.response_time.interval(p)) for s in last],
+    )
     # Compared exactly, with the tolerance read as the decimal it prints as: in floating point,
     # 110/100 − 1 exceeds 0.1 while 90/100 − 1 does not, so a window exactly 10% above the mean
     # would fail and one exactly 10% below would pass.
     tolerance = Fraction(str(policy.stability_tolerance))
     reasons = []
-    for name, values in series.items():
+    for (name, values), beyond in ((throughput, ""), (percentile, ", even at the near end of each window's 95% confidence interval")):
         if any(v is None for v in values):
             reasons.append(f"{name}: a window among the last {count} had no successful request")
             continue
         low, high = _relative_spread(values)
         if low < -tolerance or high > tolerance:
             reasons.append(
-                f"{name} of the last {count} windows ranged {float(low):+.1%} to {float(high):+.1%} of their mean "
-                f"(±{policy.stability_tolerance:.0%} allowed)"
+                f"{name} of the last {count} windows ranged {float(low):+.1%} to {float(high):+.1%} of their mean"
+                f"{beyond} (±{policy.stability_tolerance:.0%} allowed)"
             )
     return tuple(reasons)
 
 
-def _relative_spread(values: Sequence[float]) -> tuple[Fraction, Fraction]:
-    """(min, max) of value/mean − 1, exactly; all-zero values do not spread."""
-    exact = [Fraction(v) for v in values]
-    mean = sum(exact) / len(exact)
+def _relative_spread(values: Sequence[tuple[float, float, float]]) -> tuple[Fraction, Fraction]:
+    """(min, max) over windows of how far each window's interval stays from the mean of the
+    points, relative to that mean, exactly: a window whose interval (low, high) covers the mean
+    contributes 0; all-zero points do not spread.
+
+    Each value is (point, low, high) with low ≤ point ≤ high; without an interval all three are
+    the point, and the result is min and max of point/mean − 1.
+    """
+    points = [Fraction(v[0]) for v in values]
+    mean = sum(points) / len(points)
     if mean == 0:
         return Fraction(0), Fraction(0)
-    return min(exact) / mean - 1, max(exact) / mean - 1
+    gaps = []
+    for _, low, high in values:
+        low, high = Fraction(low), Fraction(high)
+        gaps.append(low / mean - 1 if low > mean else high / mean - 1 if high < mean else Fraction(0))
+    return min(gaps), max(gaps)
 
 
 def tenants_stable(windows: Sequence[WindowSummary], policy: WindowPolicy) -> bool:

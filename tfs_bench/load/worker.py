@@ -39,6 +39,7 @@ from collections.abc import Callable
 from collections.abc import Iterator
 
 from tfs_bench import stats
+from tfs_bench.cpu_priority import set_generator_priority
 from tfs_bench.errors import TfsBenchError
 from tfs_bench.load.records import STATUS_DROPPED
 from tfs_bench.load.records import RecordCsvWriter
@@ -72,6 +73,28 @@ def process_cpu_s() -> float:
     """User + system CPU time of this process, all threads (gRPC's C threads included)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def process_runqueue_wait_s() -> float | None:
+    """How long this process's live threads have waited, runnable, for a CPU (Linux schedstat).
+
+    The second field of /proc/self/task/<tid>/schedstat, summed; a thread that exits takes its
+    share with it (the parent clamps a negative difference to 0). None where it cannot be read.
+    """
+    total_ns = 0
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                total_ns += int(f.read().split()[1])
+        except FileNotFoundError:
+            continue  # the thread ended between the listing and the read
+        except (OSError, ValueError, IndexError):
+            return None
+    return total_ns / 1e9
 
 
 # ----------------------------------------------------------------------------- helper threads
@@ -301,7 +324,9 @@ class WorkerEngine:
 
     def mark(self, end_ns: int) -> MarkEvent:
         watermark_ns = self._flush()
-        return MarkEvent(end_ns, watermark_ns, self._rows, process_cpu_s(), self._lag.take_p99_ms())
+        return MarkEvent(
+            end_ns, watermark_ns, self._rows, process_cpu_s(), self._lag.take_p99_ms(), process_runqueue_wait_s()
+        )
 
     async def stop(self) -> StoppedEvent:
         """Stops sending, lets requests in flight finish (bounded), writes the rest; joins every thread."""
@@ -357,10 +382,12 @@ async def _open_stdin() -> _Commands:
 async def serve(send: Callable[[Event], None]) -> None:
     commands = await _open_stdin()
     plan = await commands.plan()
+    # Before the engine starts gRPC's and the pacer's threads, which inherit the policy.
+    priority = set_generator_priority(plan.priority)
     engine = WorkerEngine(plan, send)
     try:
         await engine.connect()
-        send(ReadyEvent())
+        send(ReadyEvent(priority))
         command = await commands.next()
         if not isinstance(command, StartCommand):
             return

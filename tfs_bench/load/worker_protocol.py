@@ -7,8 +7,8 @@ per mark, a `StoppedEvent` at the end, or an `ErrorEvent` that ends it.
 
     {"schema_version": 1, "worker": 0, ...}                 the plan (tenants carry base64 bodies)
     {"cmd": "start", "start_ns": ...}  {"cmd": "mark", "end_ns": ...}  {"cmd": "stop"}
-    {"event": "ready"}  {"event": "flushed", "watermark_ns", "rows"}
-    {"event": "mark", "end_ns", "watermark_ns", "rows", "cpu_s", "loop_lag_p99_ms"}
+    {"event": "ready", "priority"}  {"event": "flushed", "watermark_ns", "rows"}
+    {"event": "mark", "end_ns", "watermark_ns", "rows", "cpu_s", "loop_lag_p99_ms", "runqueue_wait_s"}
     {"event": "stopped", "watermark_ns", "rows", "cpu_s"}  {"event": "error", "message"}
 
 `rows` is how many records the worker has written to its file so far, and a watermark W says
@@ -24,7 +24,9 @@ import json
 from collections.abc import Mapping
 from typing import ClassVar
 
-SCHEMA_VERSION = 1
+from tfs_bench.cpu_priority import GENERATOR_PRIORITIES
+
+SCHEMA_VERSION = 2
 
 
 def _check_count(owner: str, **values) -> None:
@@ -95,9 +97,12 @@ class WorkerPlan:
     connect_timeout_s: float = 10.0
     drain_timeout_s: float = 5.0  # at stop, how long requests in flight may still complete
     lag_probe_interval_s: float = 0.05
+    priority: str = "auto"  # tfs_bench.cpu_priority.GENERATOR_PRIORITIES
 
     def __post_init__(self):
         object.__setattr__(self, "tenants", tuple(self.tenants))
+        if self.priority not in GENERATOR_PRIORITIES:
+            raise ValueError(f"priority must be one of {GENERATOR_PRIORITIES}, got {self.priority!r}")
         if not 0 <= self.worker < self.workers:
             raise ValueError(f"worker must be in [0, {self.workers}), got {self.worker}")
 
@@ -176,9 +181,14 @@ class StopCommand(_Command):
 
 @dataclasses.dataclass(frozen=True)
 class ReadyEvent(_Event):
-    """Connected to every target; waiting for the start command."""
+    """Connected to every target; waiting for the start command at `priority` (what it got)."""
 
     TAG = "ready"
+    priority: str
+
+    def __post_init__(self):
+        if not isinstance(self.priority, str) or not self.priority:
+            raise ValueError(f"ReadyEvent.priority must be a non-empty string, got {self.priority!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,10 +213,13 @@ class MarkEvent(_Event):
     rows: int
     cpu_s: float  # user + system CPU time of the process since it started
     loop_lag_p99_ms: float | None  # p99 event-loop lag since the previous mark; None without samples
+    runqueue_wait_s: float | None  # its live threads' total run-queue wait so far; None: unknown
 
     def __post_init__(self):
         _check_count("MarkEvent", end_ns=self.end_ns, watermark_ns=self.watermark_ns, rows=self.rows)
-        _check_seconds("MarkEvent", cpu_s=self.cpu_s, loop_lag_p99_ms=self.loop_lag_p99_ms)
+        _check_seconds(
+            "MarkEvent", cpu_s=self.cpu_s, loop_lag_p99_ms=self.loop_lag_p99_ms, runqueue_wait_s=self.runqueue_wait_s
+        )
 
 
 @dataclasses.dataclass(frozen=True)
