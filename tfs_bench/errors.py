@@ -30,6 +30,10 @@ class LaunchError(TfsBenchError):
     """A server could not be started, stopped, or made ready (see tfs_bench.launch.launchers)."""
 
 
+class AnalysisError(TfsBenchError, ValueError):
+    """Measurements handed to the analysis stage cannot give the figure asked for (see tfs_bench.analysis)."""
+
+
 def exits_cleanly(main):
     """Wraps an absl `main`: a TfsBenchError becomes `error: <message>` and exit status 1."""
 
