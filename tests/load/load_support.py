@@ -70,7 +70,7 @@ def max_in_flight(records: list[RequestRecord], tenant: str | None = None) -> in
 
 # INVALID reasons that say the load generator could not keep time (its event loop answered late or
 # its sends were late), which on a shared or busy 2-core machine can happen to any run.
-GENERATOR_TIMING_REASONS = frozenset({"late_sends", "client_saturated"})
+GENERATOR_TIMING_REASONS = frozenset({"late_sends", "client_saturated", "client_starved"})
 
 
 def skip_if_the_machine_was_too_busy(search_dir: Path) -> None:

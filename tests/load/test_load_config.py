@@ -92,13 +92,14 @@ def _every_field_set(tmp_path) -> LoadConfig:
     )
     policy = WindowPolicy(window_s=2.0, window_min_requests=7, window_max_s=12.0, warmup_s=1.5, warmup_requests=9,
                           max_windows=8, stability_windows=4, stability_tolerance=0.2, sla_percentile=99.9,
-                          client_cpu_saturation=0.8)
+                          client_cpu_saturation=0.8, timing_tolerance=0.1)
     criteria = ValidityCriteria(min_duration_s=6.0, min_requests=11, max_error_rate=0.02, max_late_fraction=0.03,
                                 max_dropped_fraction=0.04)
     return LoadConfig(
         mix=mix, targets=TARGETS, output_dir=str(tmp_path / "out"), signature_name="times_two", batch_size=4,
         input_source=InputSource("images", str(tmp_path)), protocol="rest", policy=policy, criteria=criteria,
         max_outstanding=64, workers=3, seed=5, overwrite=True, request_timeout_s=3.5, connect_timeout_s=2.5,
+        generator_priority="normal",
     )
 
 

@@ -263,7 +263,7 @@ def _run_reasons(pooled: Sequence[WindowSummary], criteria: ValidityCriteria) ->
     starved = [w for w in pooled if w.client == "starved"]
     if starved:
         reasons.append(
-            InvalidReason("client_starved", _generator_message("was kept off the CPU by the host", starved))
+            InvalidReason("client_starved", _generator_message("ran late without being CPU-bound", starved))
         )
     return tuple(reasons)
 
