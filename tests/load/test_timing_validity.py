@@ -17,6 +17,7 @@ from tfs_bench import cpu_priority
 from tfs_bench import stats
 from tfs_bench.errors import ConfigError
 from tfs_bench.launch.processes import ServerProcess
+from tfs_bench.load.records import RequestRecord
 from tfs_bench.load.schedule import ArrivalCounter
 from tfs_bench.load.schedule import ArrivalSchedule
 from tfs_bench.load.verdict import ValidityCriteria
@@ -90,8 +91,6 @@ def test_windows_summarised_with_their_schedule_carry_it_and_its_ratio():
 
 
 def _ok_records(done_ns):
-    from tfs_bench.load.records import RequestRecord
-
     return [RequestRecord("m", "a", d - 10 * MS, d - 10 * MS, d, 1, "OK", 8, 0) for d in done_ns]
 
 
