@@ -36,6 +36,12 @@ class FakeNvml:
     def nvmlDeviceGetHandleByIndex(self, index):
         return index
 
+    def nvmlDeviceGetName(self, handle):
+        return self.devices[handle].get("name", "NVIDIA H200")
+
+    def nvmlSystemGetDriverVersion(self):
+        return "570.86.15"
+
     def nvmlDeviceGetUtilizationRates(self, handle):
         if self.block:
             entered, release = self.block

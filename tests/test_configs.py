@@ -21,8 +21,11 @@ def _run(module, *args, cwd):
 
 
 def test_every_flagfile_is_covered():
+    # quickstart.flags runs end to end in tests/run/test_run_cli.py (a small variant), gpu_example.flags
+    # is refused on a machine without a GPU in tests/run/test_run_flags.py, perseus.flags is planned below.
     assert sorted(p.name for p in CONFIGS.glob("*.flags")) == [
-        "perseus_gpu_plan.flags", "quick_export.flags", "quick_plan.flags"]
+        "gpu_example.flags", "perseus.flags", "perseus_gpu_plan.flags", "quick_export.flags", "quick_plan.flags",
+        "quickstart.flags"]
 
 
 @pytest.mark.slow

@@ -48,3 +48,19 @@ def test_unknown_metric_and_unit():
         metric("p42_ms")
     with pytest.raises(ValueError, match="unit of x"):
         Metric("x", "furlongs", True, 1, "")
+
+
+def test_the_achieved_rate_is_what_its_description_says_answered_requests_errors_in_drops_out():
+    from tfs_bench.load.records import RequestRecord
+    from tfs_bench.load.windows import summarize_load
+
+    ms = 1_000_000
+
+    def record(k, status):
+        return RequestRecord("m", "m", k * ms, None if status == "DROPPED" else k * ms, k * ms + ms, 1, status, 8, 0)
+
+    records = [record(k, "OK") for k in range(6)] + [record(6, "UNAVAILABLE"), record(7, "DROPPED"), record(8, "DROPPED")]
+    load = summarize_load(records, 2_000 * ms, offered_rate_rps=4.5)
+    assert load.achieved_rate_rps == 7 / 2.0  # 6 OK + 1 error, the 2 drops not
+    description = metric("achieved_rate_rps").description
+    assert "errors included" in description and "drops excluded" in description

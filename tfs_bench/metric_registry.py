@@ -53,7 +53,7 @@ METRICS = _metrics(
     Metric("throughput_rps", "rps", True, 1, "successful requests per second"),
     Metric("inferences_per_s", "inferences/s", True, 1, "images inferred per second (requests × batch size)"),
     Metric("offered_rate_rps", "rps", None, 1, "the rate the schedule asked for (open loop)"),
-    Metric("achieved_rate_rps", "rps", None, 1, "requests actually sent per second"),
+    Metric("achieved_rate_rps", "rps", None, 1, "requests answered per second, errors included (drops excluded)"),
     Metric("p50_ms", "ms", False, 2, "median latency"),
     Metric("p90_ms", "ms", False, 2, "90th percentile latency (nearest rank)"),
     Metric("p95_ms", "ms", False, 2, "95th percentile latency (nearest rank)"),

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from server_support import start_embedded
 from server_support import write_config
 from tfs_bench.export import known_answer
@@ -68,21 +66,21 @@ def max_in_flight(records: list[RequestRecord], tenant: str | None = None) -> in
     return peak
 
 
-# INVALID reasons that say the load generator could not keep time (its event loop answered late or
-# its sends were late), which on a shared or busy 2-core machine can happen to any run.
-GENERATOR_TIMING_REASONS = frozenset({"late_sends", "client_saturated", "client_starved"})
+def measured_dirs(experiment_dir: Path) -> list[str]:
+    """The directories of an experiment's measurements, one per sweep level or probe, in order.
 
-
-def skip_if_the_machine_was_too_busy(search_dir: Path) -> None:
-    """Skips a search test whose outcome hinged on a probe INVALID only for generator timing.
-
-    A search's path depends on which probes are VALID; when a probe failed only because this
-    machine could not schedule the generator on time, the expected path cannot be asserted, and
-    failing would blame the code for the machine. Any other reason still fails the test.
+    Checks how the repetitions of a run INVALID because of the host are laid out: attempt k + 1
+    comes right after attempt k, in <dir>-retry<k>, and only when attempt k blamed the host
+    (client_starved or late_sends without client_saturated).
     """
-    if not (Path(search_dir) / "summary.json").exists():
-        return  # the search failed before its first probe: let that error speak
-    for run in run_summary(search_dir)["runs"]:
-        codes = {r["code"] for r in run["result"]["verdict"]["reasons"]}
-        if codes and codes <= GENERATOR_TIMING_REASONS:
-            pytest.skip(f"{run['label']} was INVALID only for generator timing on a busy machine: {sorted(codes)}")
+    dirs = []
+    runs = run_summary(experiment_dir)["runs"]
+    for previous, run in zip([None, *runs], runs):
+        if run["attempt"] == 1:
+            dirs.append(run["dir"])
+            continue
+        assert previous is not None and previous["attempt"] == run["attempt"] - 1, run["dir"]
+        assert run["dir"] == f"{dirs[-1]}-retry{run['attempt'] - 1}"
+        codes = {r["code"] for r in previous["result"]["verdict"]["reasons"]}
+        assert codes & {"client_starved", "late_sends"} and "client_saturated" not in codes, (run["dir"], codes)
+    return dirs

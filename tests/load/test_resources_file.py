@@ -105,8 +105,8 @@ def test_a_line_cut_short_is_skipped_and_a_bad_line_is_named(tmp_path):
     with pytest.raises(RunFileError, match=f"{RESOURCES_FILE}:4: unknown resources line kind 'sample'"):
         read_resources(tmp_path)
     window = json.loads(whole.splitlines()[2])
-    path.write_text(whole + json.dumps(window | {"schema_version": 2}) + "\n")
-    with pytest.raises(RunFileError, match=f"{RESOURCES_FILE}:4: not a window line of schema_version 1"):
+    path.write_text(whole + json.dumps(window | {"schema_version": 1}) + "\n")  # before the service-time rename
+    with pytest.raises(RunFileError, match=f"{RESOURCES_FILE}:4: not a window line of schema_version 2"):
         read_resources(tmp_path)
 
 

@@ -184,7 +184,33 @@ def test_experiment_summaries_read_back_equal_while_running_and_finished(tmp_pat
     assert keys == [common, common + ["finished_at"], common + ["peak", "finished_at"],
                     common + ["error", "probes", "finished_at"], common + ["ramp", "finished_at"]]
     run = json.loads((tmp_path / "2" / SUMMARY_FILE).read_text())["runs"][0]
-    assert list(run) == ["label", "dir", "rate_rps", "result"]
+    assert list(run) == ["label", "dir", "rate_rps", "attempt", "result"]
+
+
+def test_repeated_attempts_read_back_and_the_last_attempt_of_each_measurement_is_the_one_used(tmp_path):
+    first, again, other = _result(), _result(), _result()
+    runs = (
+        ExperimentRun("concurrency-1", "concurrency-1", first, concurrency=1),
+        ExperimentRun("concurrency-1-retry1", "concurrency-1-retry1", again, concurrency=1, attempt=2),
+        ExperimentRun("concurrency-2", "concurrency-2", other, concurrency=2),
+    )
+    summary = ExperimentSummary(SweepSettings((1, 2)), "t0", runs, "t1")
+    write_summary(tmp_path, summary)
+    assert read_summary(tmp_path) == summary
+    assert [r.label for r in summary.measurements] == ["concurrency-1-retry1", "concurrency-2"]
+    assert [r["attempt"] for r in json.loads((tmp_path / SUMMARY_FILE).read_text())["runs"]] == [1, 2, 1]
+
+
+def test_an_attempt_that_does_not_follow_the_one_before_it_is_refused():
+    result = _result()
+    with pytest.raises(ValueError, match="attempt 2 but does not follow attempt 1"):
+        ExperimentSummary(SweepSettings((1,)), "t0", (ExperimentRun("c-retry1", "c-retry1", result, concurrency=1, attempt=2),))
+    twice = (ExperimentRun("c", "c", result, concurrency=1), ExperimentRun("c-retry2", "c-retry2", result, concurrency=1, attempt=3))
+    with pytest.raises(ValueError, match="attempt 3 but does not follow attempt 2"):
+        ExperimentSummary(SweepSettings((1,)), "t0", twice)
+    for attempt in (0, True, 1.0):
+        with pytest.raises(ValueError, match="attempt must be an integer >= 1"):
+            ExperimentRun("c", "c", result, concurrency=1, attempt=attempt)
 
 
 def test_an_inconsistent_experiment_summary_is_refused():

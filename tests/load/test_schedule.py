@@ -153,3 +153,17 @@ def test_mix_json_round_trip():
         (TenantLoad("a", "resnet50", rate_rps=12.5, seed=3), TenantLoad("b", "vgg16", target="2", concurrency=8))
     )
     assert TrafficMix.from_json(json.loads(json.dumps(mix.to_json()))) == mix
+
+
+def test_tenants_built_without_a_seed_get_their_own_stream_and_keep_it_through_json():
+    a = TenantLoad("resnet50", "resnet50", rate_rps=10.0)
+    b = TenantLoad("inception_v3", "inception_v3", rate_rps=20.0)
+    assert (a.seed, b.seed) == (tenant_seed(0, "resnet50"), tenant_seed(0, "inception_v3"))
+    assert a.seed != b.seed
+    assert TenantLoad("resnet50", "resnet50", rate_rps=5.0).seed == a.seed  # stable for a name
+    assert TenantLoad("resnet50", "resnet50", rate_rps=10.0, seed=0).seed == 0  # a seed given is kept
+    assert TenantLoad.from_json(json.loads(json.dumps(b.to_json()))) == b
+    # Not one stream scaled in time: the gaps, rescaled to the same rate, differ.
+    gaps_a = np.diff(list(itertools.islice(a.schedule().offsets_ns(), 200))) * a.rate_rps
+    gaps_b = np.diff(list(itertools.islice(b.schedule().offsets_ns(), 200))) * b.rate_rps
+    assert not np.allclose(gaps_a, gaps_b, rtol=1e-3)

@@ -191,6 +191,24 @@ def test_an_unknown_reason_code_is_refused_with_the_known_ones():
         InvalidReason("slow", "x")
 
 
+@pytest.mark.parametrize(
+    "codes, blamed",
+    [
+        ((), False),
+        (("client_starved",), True),
+        (("late_sends",), True),
+        (("client_starved", "unstable", "late_sends"), True),  # instability that followed the starved generator
+        (("client_saturated",), False),  # the generator's own load: measuring again cannot help
+        (("client_saturated", "late_sends"), False),
+        (("client_starved", "client_saturated"), False),
+        (("unstable",), False),
+        (("errors", "dropped", "too_short", "too_few_requests"), False),
+    ],
+)
+def test_only_a_starved_or_late_generator_that_was_not_cpu_bound_blames_the_host(codes, blamed):
+    assert Verdict(tuple(InvalidReason(c, "m") for c in codes)).blames_the_host is blamed
+
+
 def test_verdict_keeps_its_reasons_as_a_tuple_and_writes_them():
     reason = InvalidReason("too_short", "measured 1.0 s < minimum 10 s")
     verdict = Verdict([reason])

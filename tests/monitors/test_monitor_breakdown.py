@@ -70,9 +70,9 @@ def test_deltas_per_model_entrypoint_status_and_pool():
     assert delta.queuing_latency.mean_us == 1000.0
 
 
-def test_breakdown_of_the_client_mean_response_time():
+def test_breakdown_of_the_client_mean_service_time():
     delta = metrics_delta(snapshot(BEFORE, 1_000), snapshot(AFTER, 5_000))
-    breakdown = latency_breakdown(delta, "resnet50", client_mean_response_time_us=6500.0)
+    breakdown = latency_breakdown(delta, "resnet50", client_mean_service_time_us=6500.0)
 
     assert (breakdown.status, breakdown.reason, breakdown.requests) == ("ok", None, 200)
     assert breakdown.request_latency_mean_us == 5000.0

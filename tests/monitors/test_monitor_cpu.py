@@ -3,6 +3,7 @@
 import os
 import selectors
 import subprocess
+import sys
 import threading
 import time
 
@@ -109,6 +110,26 @@ def test_generator_counts_its_own_cpu_only(server_tree):
     assert root.pid not in after.generator.pids  # the servers the launcher started are not the generator
     assert after.generator.cpu_s - before.generator.cpu_s >= 0.2 - 0.02  # /proc counts 10 ms ticks
     assert after.generator.rss_bytes > 0
+
+
+def test_generator_counts_the_worker_processes_it_selects_and_never_the_servers(server_tree):
+    from tfs_bench.load.driver import WORKER_MODULE
+    from tfs_bench.load.resource_log import is_load_worker
+
+    root, _ = server_tree
+    # A worker-like child: the worker module's name on its command line, CPU burnt, then waiting.
+    worker = subprocess.Popen([sys.executable, "-c", CHILD, WORKER_MODULE], stdin=subprocess.PIPE)
+    try:
+        sampler = CpuSampler({"server": root.pid}, generator_member=is_load_worker)
+        alone = CpuSampler({"server": root.pid})
+        burnt = _poll(sampler.sample, lambda s: s.generator.cpu_s is not None and worker.pid in s.generator.pids
+                      and s.generator.cpu_s - alone.sample().generator.cpu_s >= BURN_S - 0.05)
+        assert burnt.generator.pids == (os.getpid(), worker.pid)
+        assert root.pid not in burnt.generator.pids and burnt.server("server").pids[0] == root.pid
+        assert alone.sample().generator.pids == (os.getpid(),)
+    finally:
+        worker.stdin.close()
+        worker.wait(timeout=10)
 
 
 def test_system_counters_and_timestamps():

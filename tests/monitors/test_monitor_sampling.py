@@ -41,7 +41,9 @@ def test_start_samples_at_once_and_stop_joins_the_thread(gpu):
     assert len(monitor.samples().cpu) >= 1  # the first sample is taken before start() returns
     assert monitor.running and len(monitor_threads()) == 1
 
-    poll(lambda: len(monitor.samples().cpu) >= 3)
+    # At least 3 samples over 0.2 s: /proc/stat counts in 10 ms ticks, so a shorter span can show
+    # no CPU time at all and leave the utilisation unknown.
+    poll(lambda: len(cpu := monitor.samples().cpu) >= 3 and cpu[-1].t_ns - cpu[0].t_ns >= 200_000_000)
     window_end_ns = time.perf_counter_ns()
     monitor.stop()
 

@@ -93,6 +93,9 @@ class LaunchSpec:
     nice: added to the server's niceness (embedded and binary; tfs_bench.cpu_priority), so a load
     generator on the same host gets the CPU first. Docker starts containers from its daemon, where
     a niceness set here would not reach: it is refused for kinds docker and external.
+    hide_gpus: start the server with CUDA_VISIBLE_DEVICES empty (embedded and binary), so a CPU
+    deployment on a GPU machine runs on the CPU; docker sees a GPU only with --gpus, which a CPU
+    plan does not give.
     """
 
     kind: str
@@ -103,6 +106,7 @@ class LaunchSpec:
     ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     nice: int = 0
+    hide_gpus: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -203,7 +207,7 @@ class LaunchSpec:
             server.name,
             self.command(),
             self.log_dir,
-            env=_child_env(self.kind),
+            env=_child_env(self.kind, self.hide_gpus and not docker),
             cpu_set=None if docker else server.cpu_set,  # docker pins with --cpuset-cpus
             docker_client=self.binary_path if docker else None,
             container=processes.container_name(server.docker.run_argv) if docker else None,
@@ -324,10 +328,11 @@ Spec = LaunchSpec | EmbeddedSpec
 # ----------------------------------------------------------------------------- starting
 
 
-def _child_env(kind: str) -> dict[str, str]:
+def _child_env(kind: str, hide_gpus: bool = False) -> dict[str, str]:
+    hidden = {"CUDA_VISIBLE_DEVICES": ""} if hide_gpus else {}
     if kind == "embedded":
-        return child_process.child_env(PYTHONUNBUFFERED="1")  # a crash's last words reach the log
-    return dict(os.environ)
+        return child_process.child_env(PYTHONUNBUFFERED="1", **hidden)  # a crash's last words reach the log
+    return {**os.environ, **hidden}
 
 
 class _Starting:

@@ -30,6 +30,7 @@ from tfs_bench.load import search
 from tfs_bench import addresses
 from tfs_bench import flag_rules
 from tfs_bench.cpu_priority import GENERATOR_PRIORITIES
+from tfs_bench.errors import ConfigError
 from tfs_bench.errors import exits_cleanly
 from tfs_bench.load.config import MAX_WORKERS
 from tfs_bench.load.config import PROTOCOLS
@@ -120,6 +121,13 @@ _RAMP_PATIENCE = flags.DEFINE_integer(
 _RAMP_MAX_PASSES = flags.DEFINE_integer(
     "ramp_max_passes", None, f"ramp: at most this many passes (default {search.DEFAULT_MAX_PASSES}).", lower_bound=1
 )
+_CLIENT_RETRIES = flags.DEFINE_integer(
+    "client_retries", None,
+    f"closed, ramp, peak: re-measure a run INVALID because the host kept the generator off the CPU or late "
+    f"(client_starved, late_sends without client_saturated) up to this many times (default "
+    f"{driver.DEFAULT_CLIENT_RETRIES}); each attempt is kept.",
+    lower_bound=0,
+)
 _REQUEST_TIMEOUT_S = flags.DEFINE_float("request_timeout_s", _RUN["request_timeout_s"].default, "Deadline of each request.")
 _CONNECT_TIMEOUT_S = flags.DEFINE_float("connect_timeout_s", _RUN["connect_timeout_s"].default, "How long to wait for each target at start.")
 _SERVER_PIDS = flags.DEFINE_list(
@@ -129,8 +137,9 @@ _SERVER_PIDS = flags.DEFINE_list(
 )
 _METRICS_URL = flags.DEFINE_multi_string(
     "metrics_url", None,
-    f"Prometheus page of a server (repeat the flag or give a comma list), scraped at each window boundary "
-    f"for the server-side latency breakdown in <run>/{resources_file.RESOURCES_FILE}.",
+    f"Prometheus page of a server, as URL or TARGET=URL (repeat the flag or give a comma list), scraped at each "
+    f"window boundary for the server-side latency breakdown in <run>/{resources_file.RESOURCES_FILE}. A tenant's "
+    f"breakdown comes from its target's page; name the targets when two servers serve the same model.",
 )
 
 # Flags that belong to some modes only; None (their default) means "not given".
@@ -145,6 +154,7 @@ _MODE_FLAGS = {
     "ramp_max_passes": ("ramp",),
     "peak_precision": ("peak",),
     "max_rate": ("peak",),
+    "client_retries": ("closed", "ramp", "peak"),
 }
 _REQUIRED = {"closed": (), "open": ("rate",), "ramp": ("qps_start", "qps_delta", "sla_ms"), "peak": ("qps_start", "sla_ms")}
 
@@ -243,10 +253,14 @@ def _check_server_pids(items):
         resource_log.parse_server_pids(items)
 
 
-@flag_rules.rule("metrics_url")
-def _check_metrics_urls(values):
+@flag_rules.rule("metrics_url", "target")
+def _check_metrics_urls(values, targets):
     if values is not None:
-        resource_log.split_urls(values)
+        try:
+            known = _targets(targets or ())
+        except ConfigError:
+            known = ()  # the --target rule names that problem
+        resource_log.split_urls(values, known)
 
 
 @flag_rules.rule("signature")
@@ -282,8 +296,12 @@ def _mix(specs) -> TrafficMix:
     return TrafficMix.open_loop(specs, rate, _DISTRIBUTION.value or "poisson", _SEED.value)
 
 
+def _targets(values) -> tuple[str, ...]:
+    return tuple(addresses.normalize(t, "target") for t in values)
+
+
 def _config() -> LoadConfig:
-    targets = tuple(addresses.normalize(t, "target") for t in _TARGET.value)
+    targets = _targets(_TARGET.value)
     specs = parse_tenant_specs(_MODELS.value, targets)
     return LoadConfig(
         mix=_mix(specs),
@@ -329,6 +347,9 @@ class _Printer(driver.LoadObserver):
     def run_finished(self, label, result):
         _say(console.format_result(label, result, self._sla_ms))
 
+    def run_repeated(self, label, result, next_label):
+        _say(f"[{label}] INVALID because of the host, not the server: measuring again as {next_label}")
+
 
 def _monitoring() -> resource_log.MonitoringObserver | None:
     """The resource and server-metrics monitor, when --server_pids or --metrics_url asks for one."""
@@ -336,7 +357,7 @@ def _monitoring() -> resource_log.MonitoringObserver | None:
         return None
     return resource_log.MonitoringObserver(
         resource_log.parse_server_pids(_SERVER_PIDS.value or ()),
-        resource_log.split_urls(_METRICS_URL.value or ()),
+        resource_log.split_urls(_METRICS_URL.value or (), _targets(_TARGET.value)),
     )
 
 
@@ -361,7 +382,7 @@ def _measure(config: LoadConfig, observer: driver.LoadObserver) -> None:
     mode = _MODE.value
     if mode == "closed":
         levels = tuple(int(c) for c in _CONCURRENCY.value or ["1"])
-        results = driver.sweep_concurrency(config, levels, observer, invocation=invocation())
+        results = driver.sweep_concurrency(config, levels, observer, invocation=invocation(), client_retries=_retries())
         _say("concurrency sweep:\n" + console.format_runs(zip((f"concurrency-{n}" for n in levels), results)))
     elif mode == "open":
         driver.run_load(config, observer, label=f"open-{_RATE.value:g}rps", invocation=invocation())
@@ -370,16 +391,20 @@ def _measure(config: LoadConfig, observer: driver.LoadObserver) -> None:
             config, _QPS_START.value, _QPS_DELTA.value, _SLA_MS.value,
             patience=_RAMP_PATIENCE.value or search.DEFAULT_PATIENCE,
             max_passes=_RAMP_MAX_PASSES.value or search.DEFAULT_MAX_PASSES,
-            observer=observer, invocation=invocation(),
+            observer=observer, invocation=invocation(), client_retries=_retries(),
         )
         _say(console.format_ramp(ramp, _SLA_PERCENTILE.value, _SLA_MS.value))
     else:
         peak = driver.find_peak(
             config, _QPS_START.value, _SLA_MS.value,
             precision=_PEAK_PRECISION.value or search.DEFAULT_PRECISION,
-            max_rate_rps=_MAX_RATE.value, observer=observer, invocation=invocation(),
+            max_rate_rps=_MAX_RATE.value, observer=observer, invocation=invocation(), client_retries=_retries(),
         )
         _say(console.format_peak(peak, _SLA_PERCENTILE.value, _SLA_MS.value))
+
+
+def _retries() -> int:
+    return driver.DEFAULT_CLIENT_RETRIES if _CLIENT_RETRIES.value is None else _CLIENT_RETRIES.value
 
 
 def run():

@@ -15,6 +15,13 @@ search); nothing here computes one.
 
 A probe of the ramp or the peak search is one run at that rate (warm-up, windows to
 stability, verdict). The request bodies are built once, before the first run.
+
+In a sweep or a search, a run INVALID because of the host (Verdict.blames_the_host: the
+generator was starved or sent late without being CPU-bound) is measured again, up to
+`client_retries` times (default 2), each attempt in its own directory and listed in
+summary.json with its `attempt` number; the last attempt is the one the sweep or search uses.
+A moment of interference from the host then costs a repetition, not the experiment, while a
+generator that is CPU-bound, or a host that is busy throughout, still ends INVALID.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from tfs_bench.load import request_bodies
 from tfs_bench.load import worker_protocol
 from tfs_bench.child_process import child_env
 from tfs_bench.child_process import module_argv
+from tfs_bench.errors import ConfigError
 from tfs_bench.errors import LoadError
 from tfs_bench.load.config import LoadConfig
 from tfs_bench.load.config import scale_open_loop
@@ -80,6 +88,8 @@ from tfs_bench.load.worker_protocol import StoppedEvent
 from tfs_bench.load.worker_protocol import TenantShare
 from tfs_bench.load.worker_protocol import WorkerPlan
 
+WORKER_MODULE = "tfs_bench.load.worker"  # run as python -m WORKER_MODULE, one process per worker
+DEFAULT_CLIENT_RETRIES = 2  # re-measurements of a run INVALID because of the host
 START_LEAD_S = 0.05  # workers get the start time this far ahead, so they all begin on it
 WORKER_START_TIMEOUT_S = 30.0  # a worker's own start-up (Python, grpc), on top of the connect timeout
 REPLY_TIMEOUT_S = 10.0  # how long a worker may take to answer a mark
@@ -109,6 +119,9 @@ class LoadObserver:
     def run_failed(self, label: str, error: BaseException) -> None:
         """The run raised `error` after run_started; no run_finished follows."""
 
+    def run_repeated(self, label: str, result: RunResult, next_label: str) -> None:
+        """`label` was INVALID because of the host (Verdict.blames_the_host): `next_label` re-measures it."""
+
 
 class ChainedObserver(LoadObserver):
     """Passes every event to each observer in turn (e.g. the binary's printer and a monitor)."""
@@ -135,6 +148,10 @@ class ChainedObserver(LoadObserver):
     def run_failed(self, label: str, error: BaseException) -> None:
         for observer in self._observers:
             observer.run_failed(label, error)
+
+    def run_repeated(self, label: str, result: RunResult, next_label: str) -> None:
+        for observer in self._observers:
+            observer.run_repeated(label, result, next_label)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -163,10 +180,11 @@ def sweep_concurrency(
     observer: LoadObserver | None = None,
     tenant: str | None = None,
     invocation: Mapping[str, object] | None = None,
+    client_retries: int = DEFAULT_CLIENT_RETRIES,
 ) -> tuple[RunResult, ...]:
     """Closed loop at each concurrency in turn (every tenant, or only `tenant`), one run each
     in `<output_dir>/concurrency-<N>`; `<output_dir>/summary.json` lists them all."""
-    experiment = _Experiment(config, SweepSettings(tuple(levels), tenant), observer, invocation)
+    experiment = _Experiment(config, SweepSettings(tuple(levels), tenant), observer, invocation, client_retries)
     results = []
     for level in levels:
         mix = with_concurrency(config.mix, level, tenant)
@@ -184,6 +202,7 @@ def find_peak(
     tenant: str | None = None,
     observer: LoadObserver | None = None,
     invocation: Mapping[str, object] | None = None,
+    client_retries: int = DEFAULT_CLIENT_RETRIES,
 ) -> PeakResult:
     """The highest offered rate whose run is VALID with its SLA percentile ≤ `sla_ms`.
 
@@ -193,7 +212,7 @@ def find_peak(
     """
     _probe_mix(config.mix, tenant, start_rps)  # refuses a mix that cannot be probed before any file is written
     settings = PeakSettings(start_rps, sla_ms, precision, max_rate_rps, tenant)
-    experiment = _Experiment(config, settings, observer, invocation)
+    experiment = _Experiment(config, settings, observer, invocation, client_retries)
     try:
         peak = peak_under_sla(experiment.probe(tenant), start_rps, sla_ms, precision, max_rate_rps)
     except SearchError as e:
@@ -213,6 +232,7 @@ def perseus_ramp(
     tenant: str | None = None,
     observer: LoadObserver | None = None,
     invocation: Mapping[str, object] | None = None,
+    client_retries: int = DEFAULT_CLIENT_RETRIES,
 ) -> RampResult:
     """PERSEUS: rates qps_start, +qps_delta, … until `patience` passes bring no throughput gain.
 
@@ -221,7 +241,7 @@ def perseus_ramp(
     """
     _probe_mix(config.mix, tenant, qps_start)
     settings = RampSettings(qps_start, qps_delta, sla_ms, patience, max_passes, tenant)
-    experiment = _Experiment(config, settings, observer, invocation)
+    experiment = _Experiment(config, settings, observer, invocation, client_retries)
     try:
         ramp = search_ramp(experiment.probe(tenant), qps_start, qps_delta, sla_ms, patience, max_passes=max_passes)
     except SearchError as e:
@@ -240,7 +260,10 @@ class _Experiment:
         settings: ExperimentSettings,
         observer: LoadObserver | None,
         invocation: Mapping[str, object] | None,
+        client_retries: int = DEFAULT_CLIENT_RETRIES,
     ):
+        if client_retries < 0:
+            raise ConfigError(f"client_retries must be >= 0, got {client_retries}")
         run_files.check_output_dir(config.output_dir, config.overwrite)
         self._config = config
         self._prepared = request_bodies.prepare(config)
@@ -251,17 +274,28 @@ class _Experiment:
             config.output_dir, config.overwrite, RunManifest(config, invocation or {}, settings=settings)
         )
         self._runs: list[ExperimentRun] = []
+        self._measurements = 0  # probes started, each counted once however often it was repeated
+        self._client_retries = client_retries
 
     def run(self, label: str, mix, concurrency: int | None = None, rate_rps: float | None = None) -> RunResult:
-        config = dataclasses.replace(self._config, mix=mix, output_dir=str(self._dir / label), overwrite=False)
-        result = _run(config, self._prepared, label, self._observer, None)
-        self._runs.append(ExperimentRun(label, label, result, concurrency=concurrency, rate_rps=rate_rps))
-        self._write()
-        return result
+        """Measures `mix` in <dir>/<label>; a run INVALID because of the host is measured again,
+        up to `client_retries` times, each attempt in its own directory (<label>-retry<k>)."""
+        attempt = 1
+        while True:
+            name = label if attempt == 1 else f"{label}-retry{attempt - 1}"
+            config = dataclasses.replace(self._config, mix=mix, output_dir=str(self._dir / name), overwrite=False)
+            result = _run(config, self._prepared, name, self._observer, None)
+            self._runs.append(ExperimentRun(name, name, result, concurrency, rate_rps, attempt))
+            self._write()
+            if attempt > self._client_retries or not result.verdict.blames_the_host:
+                return result
+            attempt += 1
+            self._observer.run_repeated(name, result, f"{label}-retry{attempt - 1}")
 
     def probe(self, tenant: str | None) -> Callable[[float], ProbeOutcome]:
         def probe(rate_rps: float) -> ProbeOutcome:
-            label = f"probe-{len(self._runs):02d}-{rate_rps:.6g}rps"
+            label = f"probe-{self._measurements:02d}-{rate_rps:.6g}rps"
+            self._measurements += 1
             result = self.run(label, _probe_mix(self._config.mix, tenant, rate_rps), rate_rps=rate_rps)
             return ProbeOutcome.from_run(result, tenant)
 
@@ -506,7 +540,7 @@ class _Worker:
         self._log_path = run_files.worker_log_path(run_dir, plan.worker)
         self._log = open(self._log_path, "wb")
         self.process = subprocess.Popen(
-            module_argv("tfs_bench.load.worker"),
+            module_argv(WORKER_MODULE),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -4,7 +4,7 @@
         run_load(config, ChainedObserver(printer, monitoring))
 
 For each run it takes an idle baseline before the workers start, samples CPU (the server
-process trees and this process as the generator) and every GPU NVML sees while the run lasts,
+process trees, and as the generator this process with its worker processes) and every GPU NVML sees while the run lasts,
 and scrapes each Prometheus URL at warm-up end and at every window's end. `<run dir>/resources.jsonl`
 gets an `IdleBaseline` line, then one `MonitoredWindow` line per window, each flushed;
 `tfs_bench.load.resources_file` holds their records and `read_resources`, which reads them back.
@@ -23,13 +23,15 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import psutil
 
+from tfs_bench import addresses
 from tfs_bench.errors import ConfigError
 from tfs_bench.load.config import LoadConfig
+from tfs_bench.load.driver import WORKER_MODULE
 from tfs_bench.load.driver import LoadObserver
 from tfs_bench.monitors.breakdown import latency_breakdown, metrics_delta
 from tfs_bench.monitors.cpu import CpuSampler
 from tfs_bench.monitors.gpu import GpuSampler
-from tfs_bench.monitors.samples import LatencyBreakdown, MetricsSnapshot, WindowResources
+from tfs_bench.monitors.samples import MetricsSnapshot, WindowResources
 from tfs_bench.monitors.sampling import DEFAULT_INTERVAL_S, MAX_INTERVAL_S, ResourceMonitor
 from tfs_bench.monitors.scrape import MetricsScraper
 from tfs_bench.load.resources_file import IdleBaseline, MonitoredWindow, ResourceLog, TenantBreakdown, UrlMetricsDelta
@@ -55,17 +57,54 @@ def parse_server_pids(items: Iterable[str]) -> dict[str, int]:
     return servers
 
 
-def split_urls(values: Iterable[str]) -> list[str]:
-    """Metrics URLs from repeated and/or comma-separated values; raises ConfigError."""
-    urls = [url.strip() for value in values for url in value.split(",") if url.strip()]
-    for url in urls:
+@dataclasses.dataclass(frozen=True)
+class MetricsSource:
+    """A server's Prometheus page, and the load target (host:port) of that server when known.
+
+    A tenant's latency breakdown comes from the page of the server it sends to: the source with
+    its target, or, with no source naming a target, the one page that times its model.
+    """
+
+    url: str
+    target: str | None = None
+
+    def __post_init__(self):
         try:
-            MetricsScraper(url)
+            MetricsScraper(self.url)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+
+
+def split_urls(values: Iterable[str], targets: Sequence[str] = ()) -> list[MetricsSource]:
+    """`URL` or `TARGET=URL` items, repeated and/or comma-separated; raises ConfigError.
+
+    TARGET (host:port) must be one of `targets` (normalised; when given), so a typo cannot
+    leave a page with no tenant.
+    """
+    sources = []
+    for item in (part.strip() for value in values for part in value.split(",")):
+        if not item:
+            continue
+        head, sep, tail = item.partition("=")
+        if sep and "://" not in head:
+            target = addresses.normalize(head, "--metrics_url target")
+            if targets and target not in targets:
+                raise ConfigError(f"--metrics_url {item!r}: {target} is not one of the targets ({', '.join(targets)})")
+            sources.append(MetricsSource(tail.strip(), target))
+        else:
+            sources.append(MetricsSource(item))
+    urls = [s.url for s in sources]
     if len(set(urls)) != len(urls):
         raise ConfigError(f"--metrics_url lists a URL twice: {', '.join(urls)}")
-    return urls
+    named = [s.target for s in sources if s.target is not None]
+    if len(set(named)) != len(named):
+        raise ConfigError(f"--metrics_url gives a target two pages: {', '.join(named)}")
+    return sources
+
+
+def is_load_worker(process: psutil.Process) -> bool:
+    """Whether `process` is one of the load generator's worker processes (python -m tfs_bench.load.worker)."""
+    return WORKER_MODULE in process.cmdline()
 
 
 class MonitoringObserver(LoadObserver):
@@ -74,7 +113,7 @@ class MonitoringObserver(LoadObserver):
     def __init__(
         self,
         servers: Mapping[str, int],
-        metrics_urls: Sequence[str] = (),
+        metrics_urls: Sequence[str | MetricsSource] = (),
         *,
         baseline_s: float = DEFAULT_BASELINE_S,
         interval_s: float = DEFAULT_INTERVAL_S,
@@ -85,7 +124,7 @@ class MonitoringObserver(LoadObserver):
         if not 0 < interval_s <= MAX_INTERVAL_S:
             raise ValueError(f"interval_s must be in (0, {MAX_INTERVAL_S}], got {interval_s}")
         self._servers = dict(servers)
-        self._scrapers = [MetricsScraper(url) for url in metrics_urls]
+        self._sources = [u if isinstance(u, MetricsSource) else MetricsSource(u) for u in metrics_urls]
         self._baseline_s = baseline_s
         self._interval_s = interval_s
         self._gpu_factory = gpu_factory
@@ -94,7 +133,7 @@ class MonitoringObserver(LoadObserver):
     def run_started(self, label: str, config: LoadConfig) -> None:
         self.close()  # a previous run that raised, when the caller did not close us
         self._run = _MonitoredRun(
-            config, self._servers, self._scrapers, self._baseline_s, self._interval_s, self._gpu_factory()
+            config, self._servers, self._sources, self._baseline_s, self._interval_s, self._gpu_factory()
         )
 
     def warmup_ended(self, label: str) -> None:
@@ -131,14 +170,17 @@ class _MonitoredRun:
         self,
         config: LoadConfig,
         servers: Mapping[str, int],
-        scrapers: Sequence[MetricsScraper],
+        sources: Sequence[MetricsSource],
         baseline_s: float,
         interval_s: float,
         gpu: GpuSampler,
     ):
-        self._scrapers = scrapers
+        self._sources = tuple(sources)
+        self._scrapers = [MetricsScraper(s.url) for s in sources]
         self._entrypoint = _ENTRYPOINTS[config.protocol]
         self._models = {t.tenant: t.model for t in config.mix.tenants}
+        self._targets = {t.tenant: t.target or config.targets[0] for t in config.mix.tenants}
+        self._single_target = len(config.targets) == 1
         self._pending: list[_PendingWindow] = []  # windows waiting for a sample after their end
         self._last: list[MetricsSnapshot] | None = None
         self._log = ResourceLog(config.output_dir)
@@ -146,7 +188,7 @@ class _MonitoredRun:
         self._monitor = None
         try:
             self._gpu.open()  # never raises for a missing GPU: the status says why
-            cpu = CpuSampler(servers, generator_pid=os.getpid())
+            cpu = CpuSampler(servers, generator_pid=os.getpid(), generator_member=is_load_worker)
             monitor = ResourceMonitor(cpu, self._gpu, interval_s=interval_s)
             baseline = monitor.baseline(baseline_s)
             self._log.append(IdleBaseline(monitor.gpu_status, baseline))
@@ -184,12 +226,28 @@ class _MonitoredRun:
             return TenantBreakdown(model, "no_requests", "no successful client request in the window")
         if not deltas:
             return TenantBreakdown(model, "missing", "no scrape at the window's start")
-        # Each URL is one server; the tenant's model is on the one that timed its requests.
-        breakdowns: list[tuple[str, LatencyBreakdown]] = [
-            (s.url, latency_breakdown(d, model, client_ms * 1000.0, self._entrypoint))
-            for s, d in zip(self._scrapers, deltas)
+        target = self._targets[tenant]
+        mine = [k for k, s in enumerate(self._sources) if s.target == target]
+        if mine:  # the page of the server this tenant sends to
+            (k,) = mine
+            return TenantBreakdown.measured(
+                self._sources[k].url, latency_breakdown(deltas[k], model, client_ms * 1000.0, self._entrypoint)
+            )
+        unnamed = [k for k, s in enumerate(self._sources) if s.target is None]
+        if not unnamed:
+            return TenantBreakdown(model, "missing", f"no metrics URL is given for target {target}")
+        measured = [
+            (self._sources[k].url, latency_breakdown(deltas[k], model, client_ms * 1000.0, self._entrypoint))
+            for k in unnamed
         ]
-        url, chosen = next(((u, b) for u, b in breakdowns if b.status == "ok"), breakdowns[0])
+        timing = [(u, b) for u, b in measured if b.status == "ok"]
+        if len(timing) > 1 and not self._single_target:
+            urls = ", ".join(u for u, _ in timing)
+            return TenantBreakdown(
+                model, "ambiguous",
+                f"{model} is timed on several servers ({urls}); name each page's target: --metrics_url=TARGET=URL",
+            )
+        url, chosen = (timing or measured)[0]
         return TenantBreakdown.measured(url, chosen)
 
     def _flush(self, sampled_until_ns: int | None) -> None:

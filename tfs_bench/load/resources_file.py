@@ -25,11 +25,14 @@ from tfs_bench.monitors.samples import (
     WindowResources,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RESOURCES_FILE = "resources.jsonl"
 
 
-_UNMEASURED_STATUSES = ("missing", "no_requests")
+_UNMEASURED_STATUSES = ("missing", "no_requests", "ambiguous")
+# A tenant's breakdown may also be "ambiguous": with several targets, its model timed on more
+# than one metrics page that names no target.
+TENANT_BREAKDOWN_STATUSES = (*BREAKDOWN_STATUSES, "ambiguous")
 
 
 def _check_schema(d: Mapping, kind: str) -> None:
@@ -107,8 +110,8 @@ class TenantBreakdown:
                 f"an unmeasured TenantBreakdown has no url, a status in {_UNMEASURED_STATUSES} and a reason; "
                 f"got {self.status!r}, {self.reason!r}"
             )
-        if self.status not in BREAKDOWN_STATUSES:
-            raise ValueError(f"TenantBreakdown.status must be one of {BREAKDOWN_STATUSES}, got {self.status!r}")
+        if self.status not in TENANT_BREAKDOWN_STATUSES:
+            raise ValueError(f"TenantBreakdown.status must be one of {TENANT_BREAKDOWN_STATUSES}, got {self.status!r}")
 
     @classmethod
     def measured(cls, url: str, breakdown: LatencyBreakdown) -> "TenantBreakdown":

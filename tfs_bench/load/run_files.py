@@ -273,18 +273,24 @@ class ExperimentRun:
     result: RunResult
     concurrency: int | None = None
     rate_rps: float | None = None
+    attempt: int = 1  # 2, 3, …: a re-measurement of a run INVALID because of the host
 
     def __post_init__(self):
         if (self.concurrency is None) == (self.rate_rps is None):
             raise ValueError(f"run {self.label!r} of an experiment has either a concurrency or a rate")
+        if isinstance(self.attempt, bool) or not isinstance(self.attempt, int) or self.attempt < 1:
+            raise ValueError(f"run {self.label!r}: attempt must be an integer >= 1, got {self.attempt!r}")
 
     def to_json(self) -> dict:
         fact = {"concurrency": self.concurrency} if self.rate_rps is None else {"rate_rps": self.rate_rps}
-        return {"label": self.label, "dir": self.dir, **fact, "result": self.result.to_json()}
+        return {"label": self.label, "dir": self.dir, **fact, "attempt": self.attempt, "result": self.result.to_json()}
 
     @classmethod
     def from_json(cls, d: Mapping) -> "ExperimentRun":
-        return cls(d["label"], d["dir"], RunResult.from_json(d["result"]), d.get("concurrency"), d.get("rate_rps"))
+        return cls(
+            d["label"], d["dir"], RunResult.from_json(d["result"]), d.get("concurrency"), d.get("rate_rps"),
+            d.get("attempt", 1),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,6 +323,9 @@ class ExperimentSummary:
             raise ValueError(f"a {self.kind} has no {outcomes[0]}")
         if self.probes and self.error is None:
             raise ValueError("probes are listed only with the error that stopped a search")
+        for previous, run in zip((None, *self.runs), self.runs):
+            if run.attempt > 1 and (previous is None or previous.attempt != run.attempt - 1):
+                raise ValueError(f"run {run.label!r} is attempt {run.attempt} but does not follow attempt {run.attempt - 1}")
         swept = isinstance(self.settings, SweepSettings)
         if any((run.concurrency is not None) != swept for run in self.runs):
             raise ValueError(f"the runs of a {self.kind} are named by {'concurrency' if swept else 'rate'}")
@@ -324,6 +333,17 @@ class ExperimentSummary:
     @property
     def kind(self) -> str:
         return self.settings.KIND
+
+    @property
+    def measurements(self) -> tuple[ExperimentRun, ...]:
+        """The last attempt of each sweep level or probe, in order (the runs the outcome used)."""
+        last: list[ExperimentRun] = []
+        for run in self.runs:
+            if run.attempt == 1:
+                last.append(run)
+            else:
+                last[-1] = run
+        return tuple(last)
 
     def to_json(self) -> dict:
         d = {

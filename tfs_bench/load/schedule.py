@@ -126,11 +126,13 @@ class TenantLoad:
     rate_rps: float | None = None
     concurrency: int | None = None
     arrival: str = "poisson"
-    seed: int = 0
+    seed: int | None = None  # None: tenant_seed(0, tenant), so tenants of a mix never share a stream
 
     def __post_init__(self):
         if not self.tenant or not self.model:
             raise ConfigError("tenant and model names must not be empty")
+        if self.seed is None:
+            object.__setattr__(self, "seed", tenant_seed(0, self.tenant))
         if (self.rate_rps is None) == (self.concurrency is None):
             raise ConfigError(f"tenant {self.tenant!r} needs exactly one of a rate and a concurrency")
         if self.concurrency is not None and self.concurrency < 1:

@@ -17,6 +17,11 @@ A run is VALID only when none of these holds (each is one `InvalidReason`):
                      bound without being CPU-bound: the host kept it off the CPU
 Duration and the generator's state concern the whole run; the others each tenant. A tenant's verdict
 carries the run's reasons too; the aggregate verdict is VALID only when every tenant's is.
+
+A verdict *blames the host* when the generator was kept off the CPU (client_starved) or sent
+late (late_sends) without being CPU-bound itself (no client_saturated): the host's other work,
+not the system under test nor the generator's own load, spoiled the measurement, so measuring
+again can succeed. Sweeps and searches re-measure such a run (tfs_bench.load.driver).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ REASON_CODES = (
     "client_saturated",
     "client_starved",
 )
+HOST_INTERFERENCE_CODES = frozenset({"client_starved", "late_sends"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +119,12 @@ class Verdict:
     @property
     def label(self) -> str:
         return "VALID" if self.valid else "INVALID"
+
+    @property
+    def blames_the_host(self) -> bool:
+        """INVALID because the generator was starved or late, not because it was CPU-bound."""
+        codes = {r.code for r in self.reasons}
+        return bool(codes & HOST_INTERFERENCE_CODES) and "client_saturated" not in codes
 
     def to_json(self) -> dict:
         return {"valid": self.valid, "reasons": [r.to_json() for r in self.reasons]}

@@ -158,7 +158,7 @@ class LoadSummary:
     requests: int  # completed with OK
     errors_by_code: dict[str, int]
     dropped: int
-    late: int  # sent (OK or error) more than 1 ms after the intended time
+    late: int  # sent (OK or error) later than the timing bound after the intended time
     inferences: int  # sum of batch sizes of successful requests
     offered_rate_rps: float | None  # the schedule's rate; None in closed loop
     response_time: stats.LatencySummary
@@ -201,6 +201,7 @@ class LoadSummary:
 
     @property
     def achieved_rate_rps(self) -> float:
+        """Answered requests (OK or error, as counted where they completed) per second."""
         return self.sent / self.duration_s
 
     @property

@@ -106,12 +106,13 @@ def metrics_delta(before: MetricsSnapshot, after: MetricsSnapshot) -> ServerMetr
 def latency_breakdown(
     delta: ServerMetricsDelta,
     model_name: str,
-    client_mean_response_time_us: float,
+    client_mean_service_time_us: float,
     entrypoint: str = "GRPC",
 ) -> LatencyBreakdown:
-    """METHODOLOGY.md's breakdown of one model's mean response time in one window.
+    """METHODOLOGY.md's breakdown of one model's mean service time in one window.
 
-    `client_mean_response_time_us` is the client's mean over the window's successful requests
+    `client_mean_service_time_us` is the client's mean service time (send to reply) over the
+    window's successful requests
     (the server's latencies count successful requests only); `entrypoint` is the front end the
     client used ("GRPC" or "REST"). Runtime latency is not labelled by entrypoint, so a model
     served through both in one window mixes them there. Batch wait is the server-wide queuing
@@ -125,7 +126,7 @@ def latency_breakdown(
             status=status,
             reason=reason,
             requests=requests,
-            client_mean_response_time_us=client_mean_response_time_us,
+            client_mean_service_time_us=client_mean_service_time_us,
             **_NO_FIGURES,
         )
 
@@ -148,11 +149,11 @@ def latency_breakdown(
         status="ok",
         reason=None,
         requests=request.count,
-        client_mean_response_time_us=client_mean_response_time_us,
+        client_mean_service_time_us=client_mean_service_time_us,
         request_latency_mean_us=request.mean_us,
         runtime_latency_mean_us=model.runtime_latency.mean_us,
         queuing_latency_mean_us=queuing_mean_us,
-        network_serialisation_us=client_mean_response_time_us - request.mean_us,
+        network_serialisation_us=client_mean_service_time_us - request.mean_us,
         request_handling_us=request.mean_us - model.runtime_latency.mean_us,
         batch_wait_us=queuing_mean_us,
     )

@@ -34,9 +34,10 @@ class CpuSampler:
     """Samples the machine, the named server process trees and the load generator's process.
 
     `servers` maps a name (e.g. the server's name in the plan) to its root pid. The generator is
-    `generator_pid` (default: this process) alone, without children, since the servers the
-    launcher starts are its children. `clock` returns nanoseconds; a sample is stamped at the
-    midpoint of its reads.
+    `generator_pid` (default: this process) and those of its descendants for which
+    `generator_member` returns True (e.g. its load-worker processes), never the rest of its tree,
+    since the servers the launcher starts are its children too. `clock` returns nanoseconds; a
+    sample is stamped at the midpoint of its reads.
     """
 
     def __init__(
@@ -44,9 +45,11 @@ class CpuSampler:
         servers: Mapping[str, int],
         *,
         generator_pid: int | None = None,
+        generator_member: Callable[[psutil.Process], bool] | None = None,
         clock: Callable[[], int] = time.perf_counter_ns,
     ):
         self._clock = clock
+        self._generator_member = generator_member
         self._servers = {name: (pid, _process_or_none(pid)) for name, pid in servers.items()}
         pid = os.getpid() if generator_pid is None else generator_pid
         self._generator = (pid, _process_or_none(pid))
@@ -55,7 +58,7 @@ class CpuSampler:
     def sample(self) -> CpuSample:
         before_ns = self._clock()
         busy_s, total_s = system_cpu_seconds()
-        generator = _sample_process("load_generator", *self._generator, tree=False)
+        generator = _sample_process("load_generator", *self._generator, tree=False, member=self._generator_member)
         servers = tuple(
             _sample_process(name, pid, process, tree=True) for name, (pid, process) in self._servers.items()
         )
@@ -70,6 +73,13 @@ class CpuSampler:
         )
 
 
+def _selected(member: Callable[[psutil.Process], bool], process: psutil.Process) -> bool:
+    try:
+        return member(process)
+    except _GONE:
+        return False  # it exited while being looked at
+
+
 def _process_or_none(pid: int) -> psutil.Process | None:
     try:
         return psutil.Process(pid)
@@ -77,7 +87,10 @@ def _process_or_none(pid: int) -> psutil.Process | None:
         return None
 
 
-def _sample_process(name: str, pid: int, process: psutil.Process | None, *, tree: bool) -> ProcessSample:
+def _sample_process(
+    name: str, pid: int, process: psutil.Process | None, *, tree: bool, member: Callable[[psutil.Process], bool] | None = None
+) -> ProcessSample:
+    """The process, with its whole tree (`tree`) or with the descendants `member` selects."""
     dead = ProcessSample(name, pid, False, (), None, None)
     # is_running() also compares the creation time, so a reused pid does not pass for our process.
     try:
@@ -86,9 +99,11 @@ def _sample_process(name: str, pid: int, process: psutil.Process | None, *, tree
     except _GONE:
         return dead
     try:
-        members = [process] + (process.children(recursive=True) if tree else [])
+        members = [process] + (process.children(recursive=True) if tree or member else [])
     except _GONE:
         return dead
+    if not tree and member is not None:
+        members = [process] + [m for m in members[1:] if _selected(member, m)]
     pids, cpu_s, rss_bytes = [], 0.0, 0
     for i, member in enumerate(members):
         try:

@@ -14,7 +14,7 @@ import math
 import types
 from collections.abc import Mapping
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 GPU_STATUSES = ("ok", "unavailable", "off")
 DELTA_STATUSES = ("ok", "missing", "counter_reset")
@@ -702,9 +702,12 @@ class ServerMetricsDelta:
 
 @dataclasses.dataclass(frozen=True)
 class LatencyBreakdown:
-    """Where one model's mean response time went in one window (all µs, means over the window).
+    """Where one model's requests spent their time in one window (all µs, means over the window).
 
-    network_serialisation_us = client mean response time − server request latency;
+    The client side is the mean *service time* (send to reply, RequestRecord.service_time_ns),
+    not the response time, which also counts the wait before the send: the server can only
+    account for what happened after the request left the client.
+    network_serialisation_us = client mean service time − server request latency;
     request_handling_us = request latency − runtime latency; batch_wait_us = batching queuing
     latency (server-wide: per thread pool, not per model; None without batching). Batch wait
     happens inside the runtime call, so it is part of runtime latency, not an extra term.
@@ -717,7 +720,7 @@ class LatencyBreakdown:
     status: str
     reason: str | None
     requests: int  # successful requests the server timed in the window
-    client_mean_response_time_us: float
+    client_mean_service_time_us: float
     request_latency_mean_us: float | None
     runtime_latency_mean_us: float | None
     queuing_latency_mean_us: float | None
@@ -733,7 +736,7 @@ class LatencyBreakdown:
         _check_nonnegative(
             "LatencyBreakdown",
             requests=self.requests,
-            client_mean_response_time_us=self.client_mean_response_time_us,
+            client_mean_service_time_us=self.client_mean_service_time_us,
             request_latency_mean_us=self.request_latency_mean_us,
             runtime_latency_mean_us=self.runtime_latency_mean_us,
             queuing_latency_mean_us=self.queuing_latency_mean_us,

@@ -1,0 +1,168 @@
+"""`python -m tfs_bench.run`: an experiment end to end, refusals, and --resume after kill -9.
+
+The experiments are small variants of the flagfiles in configs/ (short windows, few levels), on
+stand-in exports: tiny_cnn exported under each name served, so the flagfile and the runner, not
+the models, are under test; the uint8 variant is left for the run to export.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from conftest import REPO_ROOT
+from conftest import run_env
+from server_support import poll_until
+from tfs_bench.run.journal import read_journal
+from tfs_bench.run.manifest import read_manifest
+
+CONFIGS = REPO_ROOT / "configs"
+SHORT = (
+    "--window_s=0.5",
+    "--window_min_requests=10",
+    "--warmup_s=0.3",
+    "--max_windows=4",
+    "--stability_tolerance=0.5",
+    "--min_duration_s=1.5",
+    "--min_requests=20",
+    "--peak_precision=0.5",
+    "--raw_duration_s=1",
+    "--idle_baseline_s=0.2",
+)
+TIMEOUT_S = 600
+
+
+def run_cli(*args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tfs_bench.run", *args], capture_output=True, text=True, env=run_env(), cwd=cwd,
+        timeout=TIMEOUT_S,
+    )
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """tiny_cnn exported under the names the experiments serve (not the uint8 variant: the run exports it)."""
+    from tfs_bench.export import savedmodels
+
+    saved_models = tmp_path_factory.mktemp("saved_models")
+    for name in ("tiny_cnn", "mobilenet_v2_small", "tiny_a", "tiny_b"):
+        savedmodels.export(savedmodels.ExportRequest("tiny_cnn", str(saved_models), export_name=name, measure_footprint=False))
+    return saved_models
+
+
+def journal_by_step(run_dir):
+    return {r.step: r for r in read_journal(run_dir)}
+
+
+@pytest.mark.slow
+def test_the_quick_experiment_runs_every_stage_and_leaves_a_resumable_record(saved, tmp_path):
+    run_dir = tmp_path / "runs" / "quick"
+    proc = run_cli(
+        f"--flagfile={CONFIGS / 'quickstart.flags'}", f"--saved_models_dir={saved}", f"--run_dir={run_dir}",
+        "--concurrency=1", "--placements=dedicated,multi_model", "--noframework_batching", "--framework_threads=",
+        "--sla_ms=1000", *SHORT, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    out = proc.stdout
+    assert "exporting tiny_cnn (uint8)" in out and "(float32)" not in out  # only what was missing
+    assert "[1/11] cpu/dedicated/tiny_cnn/closed" in out and "[11/11] cpu/framework/tiny_cnn/uint8/closed" in out
+    assert "headline figures" in out and f"results: {run_dir}" in out
+
+    steps = journal_by_step(run_dir)
+    assert list(steps) == [
+        "cpu/dedicated/tiny_cnn/closed", "cpu/dedicated/tiny_cnn/peak",
+        "cpu/dedicated/mobilenet_v2_small/closed", "cpu/dedicated/mobilenet_v2_small/peak",
+        "cpu/raw/tiny_cnn", "cpu/raw/mobilenet_v2_small",
+        "cpu/multi_model/perseus/tiny_cnn-at-0.5/mobilenet_v2_small",
+        "cpu/multi_model/perseus/mobilenet_v2_small-at-0.5/tiny_cnn",
+        "cpu/multi_model/balanced",
+        "cpu/framework/tiny_cnn/server-default/closed", "cpu/framework/tiny_cnn/uint8/closed",
+    ]
+    assert all(r.status == "done" for r in steps.values()), {k: r.error for k, r in steps.items() if r.error}
+
+    peak = steps["cpu/dedicated/tiny_cnn/peak"].result
+    closed = steps["cpu/dedicated/tiny_cnn/closed"].result
+    assert peak["starts_rps"][0] == pytest.approx(0.5 * closed["best_throughput_rps"], abs=0.1) and peak["peak_rps"] > 0
+    assert peak["search_dir"] == f"cpu/dedicated/tiny_cnn/peak/from-{peak['starts_rps'][-1]:g}rps"
+    perseus = steps["cpu/multi_model/perseus/tiny_cnn-at-0.5/mobilenet_v2_small"].result
+    assert perseus["fixed_rate_rps"] == pytest.approx(0.5 * peak["peak_rps"], abs=0.01)
+    assert set(perseus["tenants"]) == {"tiny_cnn", "mobilenet_v2_small"}
+    balanced = steps["cpu/multi_model/balanced"].result
+    assert sum(balanced["shares"].values()) == pytest.approx(1.0)
+    assert steps["cpu/raw/tiny_cnn"].result["best_images_per_s"] > 0
+    uint8 = steps["cpu/framework/tiny_cnn/uint8/closed"].result
+    assert uint8["encoding"] == "uint8" and uint8["concurrency"] == 1
+
+    # Every load measurement keeps its runs, with resources and the server's own breakdown.
+    resources = list((run_dir / "cpu/multi_model/balanced").rglob("resources.jsonl"))
+    assert resources
+    window = json.loads(resources[0].read_text().splitlines()[-1])
+    assert set(window["breakdown"]) == {"tiny_cnn", "mobilenet_v2_small"}
+
+    manifest = read_manifest(run_dir)
+    assert manifest.finished_at is not None and manifest.devices == ("cpu",)
+    assert manifest.gpu_note.startswith("no GPU found") and "GPU sections are left out" in manifest.gpu_note
+    assert {m.name for m in manifest.models} == {"tiny_cnn", "mobilenet_v2_small", "tiny_cnn_uint8"}
+    assert all(m.sha256 and len(m.sha256) == 64 for m in manifest.models)
+    assert manifest.co_location["server_nice"] == 10 and manifest.co_location["generator_priority_got"]
+    assert manifest.tensorflow["version"].startswith("2.") and manifest.host["logical_cpus"] >= 1
+    assert "--name=quickstart" in manifest.flagfile and "--concurrency=1" in manifest.flagfile
+    assert (run_dir / "flags.txt").read_text().strip() == manifest.flagfile
+
+    again = run_cli(f"--flagfile={CONFIGS / 'quickstart.flags'}", f"--run_dir={run_dir}", cwd=tmp_path)
+    assert again.returncode == 1 and "refusing to overwrite it (continue it with --resume)" in again.stderr
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_step_resumes_without_repeating_what_finished(saved, tmp_path):
+    flags = (f"--saved_models_dir={saved}", "--name=resumable", "--models=tiny_a,tiny_b", "--placements=dedicated", "--noraw",
+             "--devices=cpu", "--concurrency=1", "--sla_ms=1000", *SHORT)
+    runs = tmp_path / "runs"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "tfs_bench.run", *flags, f"--runs_dir={runs}"], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, env=run_env(), cwd=tmp_path,
+    )
+    def second_step_begun():
+        assert first.poll() is None, first.stdout.read()
+        dirs = list(runs.glob("*-resumable"))
+        return dirs and read_journal(dirs[0]) and (dirs[0] / "cpu/dedicated/tiny_a/peak").exists()
+
+    try:
+        poll_until(second_step_begun, TIMEOUT_S, "the first step to finish and the second to begin")
+        os.kill(first.pid, signal.SIGKILL)
+    finally:
+        first.kill()
+        first.wait(timeout=30)
+    (run_dir,) = runs.glob("*-resumable")
+
+    def processes_of_the_run():  # its servers: their flags name the plan files in the run directory
+        return [q.pid for q in psutil.process_iter(["cmdline"]) if any(str(run_dir) in a for a in q.info["cmdline"] or ())]
+
+    poll_until(lambda: not processes_of_the_run(), 30, "the killed run's servers to exit",
+               lambda: f" (still running: {processes_of_the_run()})")
+    before = journal_by_step(run_dir)
+    assert "cpu/dedicated/tiny_a/closed" in before and read_manifest(run_dir).finished_at is None
+
+    changed = run_cli(*flags, "--concurrency=2", f"--runs_dir={runs}", "--resume", cwd=tmp_path)
+    assert changed.returncode == 1 and "was --concurrency=1; now --concurrency=2" in changed.stderr
+
+    resumed = run_cli(*flags, f"--runs_dir={runs}", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:] + resumed.stdout[-3000:]
+    assert f"resuming {run_dir}: {len(before)} step(s) already finished" in resumed.stdout
+    after = journal_by_step(run_dir)
+    assert list(after) == [
+        "cpu/dedicated/tiny_a/closed", "cpu/dedicated/tiny_a/peak", "cpu/dedicated/tiny_b/closed", "cpu/dedicated/tiny_b/peak",
+    ]
+    assert all(after[step] == record for step, record in before.items())  # not measured again
+    assert all(r.status == "done" for r in after.values()), {k: r.error for k, r in after.items() if r.error}
+    interrupted = sorted(p.name for p in (run_dir / "cpu/dedicated/tiny_a").glob("*.interrupted-*"))
+    assert interrupted in ([], ["peak.interrupted-1"])
+    manifest = read_manifest(run_dir)
+    assert manifest.finished_at is not None and len(manifest.resumed_at) == 1
+
+    finished = run_cli(*flags, f"--runs_dir={runs}", "--resume", cwd=tmp_path)
+    assert finished.returncode == 1 and "no unfinished run of 'resumable'" in finished.stderr
