@@ -63,7 +63,7 @@ def test_the_flagfile_recorded_is_the_experiments_flags_without_where_it_runs():
         spec = run_binary.spec_from_flags()
     assert "--name=quickstart" in recorded and "--concurrency=1,2" in recorded
     assert not any(line.startswith(("--run_dir", "--resume", "--noresume", "--flagfile")) for line in recorded)
-    assert spec.models == ("tiny_cnn", "mobilenet_v2_small") and spec.policy.window_s == 2.0
+    assert spec.models == ("tiny_cnn", "mobilenet_v2_small") and spec.policy.window_s == 1.5
     assert spec.framework.uint8 and spec.framework.threads == ((1, 1),)
 
 

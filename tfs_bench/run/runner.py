@@ -46,6 +46,8 @@ from tfs_bench.load.schedule import TrafficMix
 from tfs_bench.load.schedule import tenant_seed
 from tfs_bench.load.search import SearchError
 from tfs_bench.load.verdict import RunResult
+from tfs_bench.load.verdict import ValidityCriteria
+from tfs_bench.load.windows import WindowPolicy
 from tfs_bench.monitors.scrape import metrics_url
 from tfs_bench.plan import docker_deploy
 from tfs_bench.plan import placement
@@ -62,6 +64,7 @@ from tfs_bench.run.progress import Progress
 
 START_ATTEMPTS = 3  # a peak search whose first probe fails starts again from half the rate, this many starts in all
 MIN_START_RPS = 1.0
+WARM_UP_S = 4.0  # closed-loop traffic to each model of a deployment just started, before any measurement
 _MEASUREMENT_ERRORS = (SearchError, LoadError, LaunchError, ModelError, RunFileError, ConfigError)
 
 
@@ -201,7 +204,37 @@ class Runner:
         specs = [self._launch_spec(server, deployment, deployment_dir) for server in planned]
         self._out(f"    starting {len(specs)} {spec.server} server(s) for {deployment.key}")
         running = launchers.launch_all(specs)
-        return {s.name: r for s, r in zip(planned, running)}
+        servers = {s.name: r for s, r in zip(planned, running)}
+        try:
+            self._warm_up(deployment, servers, deployment_dir / "warm-up")
+        except BaseException:
+            for server in servers.values():
+                server.stop()
+            raise
+        return servers
+
+    def _warm_up(self, deployment: Deployment, servers, warm_dir: Path) -> None:
+        """Every model of a fresh deployment served closed loop for a few seconds, its result unused.
+
+        A model's first calls in a new server are slow (TensorFlow optimises and allocates on
+        first use); without this, the first probe of a search meets them as a burst of multi-second
+        latencies and fails for a reason that is not the rate. Kept in <deployment>/warm-up.
+        """
+        if WARM_UP_S <= 0:
+            return
+        mix = TrafficMix(tuple(
+            self._tenant(deployment.served_name(m), self._target(servers, deployment, m), concurrency=1)
+            for m in deployment.models
+        ))
+        policy = WindowPolicy(
+            window_s=WARM_UP_S / 2, window_min_requests=0, warmup_s=WARM_UP_S / 2, max_windows=1, stability_windows=1,
+            sla_percentile=self._spec.sla_percentile,
+        )
+        config = dataclasses.replace(
+            self._config(mix, servers, warm_dir), policy=policy, overwrite=True,  # a resumed run warms up again
+            criteria=ValidityCriteria(min_duration_s=policy.window_s, min_requests=1),
+        )
+        driver.run_load(config, label="warm-up")
 
     def _launch_spec(self, server: plan_record.PlannedServer, deployment: Deployment, deployment_dir: Path):
         kind = self._spec.server
