@@ -151,10 +151,6 @@ class RunSpec:
         if self.client_retries < 0 or self.seed < 0:
             raise ConfigError("--client_retries and --seed must be >= 0")
 
-    @property
-    def dedicated_peaks_needed(self) -> bool:
-        return any(p in SHARED_HOSTINGS for p in self.placements)
-
 
 def _unique(flag: str, values) -> None:
     seen = [v for i, v in enumerate(values) if v in values[:i]]

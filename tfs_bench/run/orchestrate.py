@@ -65,7 +65,8 @@ def run_experiment(
         out(f"resuming {directory}: {_finished_count(directory)} step(s) already finished")
         devices = manifest.devices
     else:
-        _check_claimable(runs_dir, run_dir)
+        if run_dir is not None:
+            _refuse_existing(Path(run_dir))  # before the machine is probed and models exported
         tensorflow, gpus = probe()
         devices, gpu_note = machine.find_devices(spec.devices, tensorflow, gpus)  # refuses before any file is written
         out(f"{gpu_note}; measuring on {', '.join(devices)}")
@@ -117,11 +118,6 @@ def run_experiment(
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _check_claimable(runs_dir: str, run_dir: str | None) -> None:
-    if run_dir is not None:
-        _refuse_existing(Path(run_dir))
 
 
 def _refuse_existing(directory: Path) -> None:

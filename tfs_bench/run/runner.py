@@ -302,7 +302,7 @@ class Runner:
         results = driver.sweep_concurrency(
             self._config(mix, servers, step_dir), self._spec.concurrency, observer, client_retries=self._spec.client_retries
         )
-        levels = [_level(c, r, self._spec) for c, r in zip(self._spec.concurrency, results)]
+        levels = [_level(c, r) for c, r in zip(self._spec.concurrency, results)]
         valid = [lv for lv in levels if lv["valid"]]
         best = max(valid, key=lambda lv: lv["throughput_rps"]) if valid else None
         return {
@@ -389,9 +389,8 @@ class Runner:
         to START_ATTEMPTS starts (each search in <step>/from-<rate>rps). The start is a guess from
         other measurements, so a too-high guess costs a search, not the step. Returns (peak, its
         directory, the starts tried); raises the last SearchError."""
-        starts = []
-        for attempt in range(START_ATTEMPTS):
-            starts.append(start)
+        starts = [start]
+        while True:
             search_dir = step_dir / f"from-{start:g}rps"
             try:
                 peak = driver.find_peak(
@@ -401,11 +400,11 @@ class Runner:
                 )
                 return peak, search_dir, starts
             except SearchError as e:
-                if attempt + 1 == START_ATTEMPTS or start <= MIN_START_RPS:
+                if len(starts) == START_ATTEMPTS or start <= MIN_START_RPS:
                     raise SearchError(f"{e} (starts tried: {', '.join(f'{r:g}' for r in starts)} rps)", e.probes) from None
-                self._out(f"      the first probe at {start:g} rps failed; searching again from {max(MIN_START_RPS, round(start / 2, 1)):g} rps")
                 start = max(MIN_START_RPS, round(start / 2, 1))
-        raise AssertionError("unreachable")
+                starts.append(start)
+                self._out(f"      the first probe at {starts[-2]:g} rps failed; searching again from {start:g} rps")
 
     def _framework(self, step, step_dir, servers, observer) -> dict:
         concurrency = self._best_closed(step.device, step.model)["best_concurrency"]
@@ -420,7 +419,7 @@ class Runner:
             "threads": deployment.threads.to_json(),
             "batching": deployment.batching,
             "encoding": deployment.encoding,
-            **_level(concurrency, result, self._spec),
+            **_level(concurrency, result),
         }
 
     def _raw(self, step, step_dir) -> dict:
@@ -478,7 +477,7 @@ def _move_aside(step_dir: Path) -> None:
     step_dir.rename(step_dir.with_name(f"{step_dir.name}.interrupted-{k}"))
 
 
-def _level(concurrency: int, result: RunResult, spec: RunSpec) -> dict:
+def _level(concurrency: int, result: RunResult) -> dict:
     return {
         "concurrency": concurrency,
         "valid": result.verdict.valid,
