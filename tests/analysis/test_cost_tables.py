@@ -30,13 +30,13 @@ def _frames():
         "prices": tables.prices_frame(TABLE),
         "costs": tables.costs_frame(RANKING.ranked),
         "skipped": tables.skipped_frame(RANKING.skipped),
-        "interference": tables.interference_frame(INTERFERENCE),
+        "interference_ratios": tables.interference_frame(INTERFERENCE),
         "unit_costs": tables.unit_costs_frame(u for o in OPTIONS for u in cost.unit_costs(o)),
     }
 
 
 RECORDS = {"prices": prices.PriceRow, "costs": cost.OptionCost, "skipped": cost.SkippedOption,
-           "interference": cost.Interference, "unit_costs": cost.UnitCost}
+           "interference_ratios": cost.Interference, "unit_costs": cost.UnitCost}
 
 
 @pytest.mark.parametrize("name", sorted(RECORDS))
@@ -106,7 +106,8 @@ def test_write_tables_refuses_to_overwrite_unless_asked(tmp_path):
 
 def test_write_tables_refuses_an_unknown_name_or_a_frame_off_its_schema(tmp_path):
     with pytest.raises(ConfigError, match=exactly(
-            "no table schema named 'summary'; the tables are prices, costs, skipped, interference, unit_costs")):
+            "no table schema named 'summary'; the tables are prices, costs, skipped, interference_ratios, unit_costs, "
+            "placements, serving_tax, mixes, interference, runs, breakdown, resources, framework")):
         tables.write_tables(tmp_path, {"summary": pd.DataFrame()})
     with pytest.raises(ConfigError, match=exactly("table name '../x' must be lower-case letters, digits and _")):
         tables.write_tables(tmp_path, {"../x": pd.DataFrame()})

@@ -43,6 +43,7 @@ from tfs_bench.load.driver import find_peak
 from tfs_bench.load.driver import perseus_ramp
 from tfs_bench.load.driver import run_load
 from tfs_bench.load.driver import sweep_concurrency
+from tfs_bench.load.driver import sweep_rates
 from tfs_bench.load.request_bodies import InputSpec
 from tfs_bench.load.schedule import ArrivalSchedule
 from tfs_bench.load.schedule import TenantLoad
@@ -204,6 +205,25 @@ def test_a_concurrency_sweep_runs_each_level_in_its_own_directory(server, tmp_pa
         records = run_records(tmp_path / "sweep" / f"concurrency-{level}")
         assert max_in_flight(records) == level
         assert run_summary(tmp_path / "sweep" / f"concurrency-{level}")["result"] == result.to_json()
+
+
+@pytest.mark.slow
+def test_a_rate_sweep_runs_each_offered_rate_in_its_own_directory(server, tmp_path):
+    config = quick_config(grpc_target(server), tmp_path / "rates", open_mix(1.0))
+    results = sweep_rates(config, (40.0, 80.0), tenant=MODEL)
+
+    summary = read_summary(tmp_path / "rates")
+    assert summary.kind == "rate_sweep" and measured_dirs(tmp_path / "rates") == ["rate-40rps", "rate-80rps"]
+    assert [(run.rate_rps, run.result) for run in summary.measurements] == [(40.0, results[0]), (80.0, results[1])]
+    assert [r.tenants[MODEL].pooled.offered_rate_rps for r in results] == [40.0, 80.0]
+    assert all(r.verdict.valid for r in results), [r.verdict for r in results]
+
+
+def test_a_rate_sweep_of_a_closed_loop_mix_is_refused_before_any_file_is_written(server, tmp_path):
+    config = quick_config(grpc_target(server), tmp_path / "rates", closed_mix(1))
+    with pytest.raises(ConfigError):
+        sweep_rates(config, (40.0,))
+    assert not (tmp_path / "rates").exists()
 
 
 # ----------------------------------------------------------------------------- open loop

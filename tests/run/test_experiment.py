@@ -35,6 +35,8 @@ def test_the_steps_of_the_quick_experiment_in_order():
         "cpu/multi_process/perseus/tiny_cnn-at-0.5/mobilenet_v2_small",
         "cpu/multi_process/perseus/mobilenet_v2_small-at-0.5/tiny_cnn",
         "cpu/multi_process/balanced",
+        "cpu/reference/tiny_cnn/alone",
+        "cpu/reference/mobilenet_v2_small/alone",
         "cpu/framework/tiny_cnn/server-default/closed",
         "cpu/framework/tiny_cnn/threads-1x1/closed",
         "cpu/framework/tiny_cnn/batching/closed",
@@ -51,6 +53,9 @@ def test_each_step_needs_the_steps_that_give_its_rates():
     assert steps["cpu/multi_process/balanced"].needs == (
         "cpu/dedicated/tiny_cnn/peak", "cpu/dedicated/mobilenet_v2_small/peak")
     assert steps["cpu/raw/mobilenet_v2_small"].deployment is None
+    reference = steps["cpu/reference/tiny_cnn/alone"]
+    assert reference.needs == ("cpu/dedicated/tiny_cnn/peak",)
+    assert (reference.deployment.hosting, reference.deployment.key) == ("dedicated", "cpu/reference/tiny_cnn")
     uint8 = steps["cpu/framework/tiny_cnn/uint8/closed"].deployment
     assert (uint8.encoding, uint8.served_name("tiny_cnn")) == ("uint8", "tiny_cnn_uint8")
     assert steps["cpu/framework/tiny_cnn/threads-1x1/closed"].deployment.threads == Threads(intra_op=1, inter_op=1)
@@ -82,6 +87,7 @@ def test_deployment_keys_name_their_directories():
     assert Deployment("cpu", "dedicated", ("m",)).key == "cpu/dedicated/m"
     assert Deployment("gpu", "multi_model", ("a", "b")).key == "gpu/multi_model"
     assert Deployment("cpu", "dedicated", ("m",), variant="batching", batching=True).key == "cpu/framework/m/batching"
+    assert Deployment("cpu", "dedicated", ("m",), variant="reference").key == "cpu/reference/m"
 
 
 @pytest.mark.parametrize(

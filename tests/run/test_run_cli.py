@@ -69,7 +69,7 @@ def test_the_quick_experiment_runs_every_stage_and_leaves_a_resumable_record(sav
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     out = proc.stdout
     assert "exporting tiny_cnn (uint8)" in out and "(float32)" not in out  # only what was missing
-    assert "[1/11] cpu/dedicated/tiny_cnn/closed" in out and "[11/11] cpu/framework/tiny_cnn/uint8/closed" in out
+    assert "[1/13] cpu/dedicated/tiny_cnn/closed" in out and "[13/13] cpu/framework/tiny_cnn/uint8/closed" in out
     assert "headline figures" in out and f"results: {run_dir}" in out
 
     steps = journal_by_step(run_dir)
@@ -80,6 +80,7 @@ def test_the_quick_experiment_runs_every_stage_and_leaves_a_resumable_record(sav
         "cpu/multi_model/perseus/tiny_cnn-at-0.5/mobilenet_v2_small",
         "cpu/multi_model/perseus/mobilenet_v2_small-at-0.5/tiny_cnn",
         "cpu/multi_model/balanced",
+        "cpu/reference/tiny_cnn/alone", "cpu/reference/mobilenet_v2_small/alone",
         "cpu/framework/tiny_cnn/server-default/closed", "cpu/framework/tiny_cnn/uint8/closed",
     ]
     assert all(r.status == "done" for r in steps.values()), {k: r.error for k, r in steps.items() if r.error}
@@ -93,6 +94,12 @@ def test_the_quick_experiment_runs_every_stage_and_leaves_a_resumable_record(sav
     assert set(perseus["tenants"]) == {"tiny_cnn", "mobilenet_v2_small"}
     balanced = steps["cpu/multi_model/balanced"].result
     assert sum(balanced["shares"].values()) == pytest.approx(1.0)
+    # Each model alone again at every rate it was offered co-located (interference's reference).
+    offered = sorted({round(r["tenants"]["tiny_cnn"]["offered_rate_rps"], 2) for r in (perseus, balanced,
+                      steps["cpu/multi_model/perseus/mobilenet_v2_small-at-0.5/tiny_cnn"].result)})
+    alone = steps["cpu/reference/tiny_cnn/alone"].result
+    assert [r["offered_rate_rps"] for r in alone["rates"]] == offered
+    assert all(r["throughput_rps"] > 0 for r in alone["rates"])
     assert steps["cpu/raw/tiny_cnn"].result["best_images_per_s"] > 0
     uint8 = steps["cpu/framework/tiny_cnn/uint8/closed"].result
     assert uint8["encoding"] == "uint8" and uint8["concurrency"] == 1

@@ -34,6 +34,11 @@ def test_flags_out_of_range_are_refused_while_parsing(args, message):
         (["--models=a,b", "--external_targets=nohost"], "error: --external_targets takes name=host:port items"),
         (["--models=a", "--placements=dedicated,multi_model"], "error: shared placements need at least two models"),
         (["--models=a,b", "--server=docker"], "error: --server=docker: the servers are not our child processes"),
+        (["--models=a,b", "--demand=a=10,c=5"], "error: --demand names c, not in --models (a, b)"),
+        (["--models=a,b", "--demand=a"], "error: --demand takes MODEL=INFERENCES_PER_S items"),
+        (["--models=a,b", "--instances=AWS"], "error: --instances takes PROVIDER:INSTANCE[:REGION] items"),
+        (["--models=a,b", "--instances=AWS:nosuch.box"], "error: --instances: AWS:nosuch.box is not in the price table"),
+        (["--models=a,b", "--prices=/nonexistent/prices.csv"], "/nonexistent/prices.csv"),
     ],
 )
 def test_settings_that_cannot_be_measured_are_refused_before_anything_runs(args, message, tmp_path):

@@ -32,6 +32,8 @@ COLUMNS = (
     "provider", "instance", "vcpus", "memory_gib", "gpu_model", "gpu_count", "gpu_memory_gib",
     "usd_per_hour", "region", "observed", "source", "note",
 )
+# The suite's own dated table, where --prices names none (found from any working directory).
+DEFAULT_PRICES = Path(__file__).resolve().parents[2] / "configs" / "prices.csv"
 DEVICE_CPU = "cpu"
 DEVICE_GPU = "gpu"
 

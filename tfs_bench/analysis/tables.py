@@ -33,8 +33,8 @@ from tfs_bench.analysis.cost import UnitCost
 from tfs_bench.analysis.prices import PriceRow
 from tfs_bench.errors import ConfigError
 
-TEXT, INT, FLOAT, DATE = "text", "int", "float", "date"
-_DTYPES = {TEXT: "string", INT: "int64", FLOAT: "float64", DATE: "string"}
+TEXT, INT, FLOAT, DATE, BOOL = "text", "int", "float", "date", "bool"
+_DTYPES = {TEXT: "string", INT: "int64", FLOAT: "float64", DATE: "string", BOOL: "bool"}
 FORMATS = ("csv", "parquet")
 
 PRICES = (
@@ -62,7 +62,64 @@ UNIT_COSTS = (
     ("region", TEXT), ("models", TEXT), ("throughput_inferences_per_s", FLOAT),
     ("machine_usd_per_hour", FLOAT), ("usd_per_million", FLOAT), ("price_observed", DATE),
 )
-SCHEMAS = {"prices": PRICES, "costs": COSTS, "skipped": SKIPPED, "interference": INTERFERENCE, "unit_costs": UNIT_COSTS}
+
+# The experiment's tables (tfs_bench.analysis.results): one run directory's figures.
+_LATENCIES = tuple((name, FLOAT) for name in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "p99_9_ms", "mean_ms", "max_ms"))
+_TENANT = (
+    ("offered_rate_rps", FLOAT), ("throughput_rps", FLOAT), ("inferences_per_s", FLOAT), ("valid", BOOL),
+    ("invalid_reasons", TEXT), ("sla_latency_ms", FLOAT), ("meets_sla", BOOL), *_LATENCIES,
+)
+_UTILISATION = (
+    ("system_cpu_percent", FLOAT), ("servers_cpu_cores", FLOAT), ("generator_cpu_cores", FLOAT),
+    ("servers_rss_max_mib", FLOAT), ("gpu_utilisation_percent", FLOAT), ("gpu_memory_max_mib", FLOAT),
+    ("gpu_power_w", FLOAT),
+)
+PLACEMENTS = (
+    ("device", TEXT), ("placement", TEXT), ("model", TEXT), ("step", TEXT), *_TENANT, *_UTILISATION,
+    ("serving_tax", FLOAT),
+)
+SERVING_TAX = (
+    ("device", TEXT), ("model", TEXT), ("served_inferences_per_s", FLOAT), ("served_concurrency", INT),
+    ("raw_inferences_per_s", FLOAT), ("raw_concurrency", INT), ("serving_tax", FLOAT),
+)
+MIXES = (
+    ("device", TEXT), ("placement", TEXT), ("mix", TEXT), ("step", TEXT), ("tenant", TEXT), ("searched", BOOL),
+    ("offered_rate_rps", FLOAT), ("inferences_per_s", FLOAT), ("dedicated_peak_inferences_per_s", FLOAT),
+    ("share_of_dedicated_peak", FLOAT), ("valid", BOOL), ("invalid_reasons", TEXT), ("sla_latency_ms", FLOAT),
+    ("normalised_capacity", FLOAT), ("savings_fraction", FLOAT),
+)
+TENANT_INTERFERENCE = (
+    ("device", TEXT), ("placement", TEXT), ("mix", TEXT), ("tenant", TEXT), ("offered_rate_rps", FLOAT),
+    ("dedicated_p99_ms", FLOAT), ("colocated_p99_ms", FLOAT), ("p99_ratio", FLOAT),
+    ("dedicated_inferences_per_s", FLOAT), ("colocated_inferences_per_s", FLOAT), ("throughput_ratio", FLOAT),
+    ("colocated_valid", BOOL), ("dedicated_valid", BOOL), ("invalid_reasons", TEXT),
+)
+RUNS = (
+    ("device", TEXT), ("placement", TEXT), ("kind", TEXT), ("step", TEXT), ("label", TEXT), ("tenant", TEXT),
+    ("concurrency", INT), *_TENANT,
+)
+BREAKDOWN = (
+    ("device", TEXT), ("placement", TEXT), ("step", TEXT), ("variant", TEXT), ("tenant", TEXT), ("valid", BOOL),
+    ("client_mean_service_time_ms", FLOAT), ("request_latency_mean_ms", FLOAT), ("runtime_latency_mean_ms", FLOAT),
+    ("network_serialisation_ms", FLOAT), ("request_handling_ms", FLOAT), ("batch_wait_ms", FLOAT),
+)
+RESOURCES = (
+    ("device", TEXT), ("placement", TEXT), ("step", TEXT), ("label", TEXT), ("duration_s", FLOAT),
+    ("system_cpu_percent", FLOAT), ("servers_cpu_cores", FLOAT), ("generator_cpu_cores", FLOAT),
+    ("servers_rss_mib", FLOAT), ("gpu_utilisation_percent", FLOAT), ("gpu_memory_used_mib", FLOAT),
+    ("gpu_power_w", FLOAT), ("t_s", FLOAT),
+)
+FRAMEWORK = (
+    ("device", TEXT), ("model", TEXT), ("variant", TEXT), ("concurrency", INT), ("throughput_rps", FLOAT),
+    ("p99_ms", FLOAT), ("sla_latency_ms", FLOAT), ("valid", BOOL), ("invalid_reasons", TEXT),
+    ("change_vs_default", FLOAT),
+)
+
+SCHEMAS = {
+    "prices": PRICES, "costs": COSTS, "skipped": SKIPPED, "interference_ratios": INTERFERENCE, "unit_costs": UNIT_COSTS,
+    "placements": PLACEMENTS, "serving_tax": SERVING_TAX, "mixes": MIXES, "interference": TENANT_INTERFERENCE,
+    "runs": RUNS, "breakdown": BREAKDOWN, "resources": RESOURCES, "framework": FRAMEWORK,
+}
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -74,6 +131,8 @@ def _cell(value, kind: str):
         return value.isoformat() if isinstance(value, datetime.date) else str(value)
     if kind == FLOAT:
         return math.nan if value is None else float(value)
+    if kind == BOOL:
+        return bool(value)
     return int(value)
 
 
@@ -85,6 +144,19 @@ def _frame(records: Iterable, schema, render: Mapping[str, Callable] | None = No
     ]
     frame = pd.DataFrame(rows, columns=[name for name, _ in schema])
     return frame.astype({name: _DTYPES[kind] for name, kind in schema})
+
+
+def rows_frame(name: str, rows: Iterable[Mapping]) -> pd.DataFrame:
+    """The table `name` from dicts holding exactly its schema's columns (a missing or extra key is a bug)."""
+    schema = _schema(name)
+    columns = [c for c, _ in schema]
+    cells = []
+    for row in rows:
+        if set(row) != set(columns):
+            raise ValueError(f"a {name} row has {sorted(set(row) ^ set(columns))} beyond or short of its schema")
+        cells.append([_cell(row[c], kind) for c, kind in schema])
+    frame = pd.DataFrame(cells, columns=columns)
+    return frame.astype({c: _DTYPES[kind] for c, kind in schema})
 
 
 def _machines_text(by_model: tuple[tuple[str, int], ...]) -> str:

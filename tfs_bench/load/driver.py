@@ -58,6 +58,7 @@ from tfs_bench.load.run_files import ExperimentSettings
 from tfs_bench.load.run_files import ExperimentSummary
 from tfs_bench.load.run_files import PeakSettings
 from tfs_bench.load.run_files import RampSettings
+from tfs_bench.load.run_files import RateSweepSettings
 from tfs_bench.load.run_files import RunManifest
 from tfs_bench.load.run_files import RunSummary
 from tfs_bench.load.run_files import SweepSettings
@@ -189,6 +190,25 @@ def sweep_concurrency(
     for level in levels:
         mix = with_concurrency(config.mix, level, tenant)
         results.append(experiment.run(f"concurrency-{level}", mix, concurrency=level))
+    experiment.finish()
+    return tuple(results)
+
+
+def sweep_rates(
+    config: LoadConfig,
+    rates_rps: Sequence[float],
+    observer: LoadObserver | None = None,
+    tenant: str | None = None,
+    invocation: Mapping[str, object] | None = None,
+    client_retries: int = DEFAULT_CLIENT_RETRIES,
+) -> tuple[RunResult, ...]:
+    """Open loop at each rate in turn (the whole mix scaled to it, or only `tenant` at it), one
+    run each in `<output_dir>/rate-<R>rps`; `<output_dir>/summary.json` lists them all."""
+    _probe_mix(config.mix, tenant, rates_rps[0] if rates_rps else 1.0)  # refuses a mix without open-loop tenants
+    experiment = _Experiment(config, RateSweepSettings(tuple(rates_rps), tenant), observer, invocation, client_retries)
+    results = []
+    for rate in rates_rps:
+        results.append(experiment.run(f"rate-{rate:.6g}rps", _probe_mix(config.mix, tenant, rate), rate_rps=rate))
     experiment.finish()
     return tuple(results)
 

@@ -122,8 +122,30 @@ class RampSettings:
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
 
 
-ExperimentSettings = SweepSettings | PeakSettings | RampSettings
-_SETTINGS = {cls.KIND: cls for cls in (SweepSettings, PeakSettings, RampSettings)}
+@dataclasses.dataclass(frozen=True)
+class RateSweepSettings:
+    """An open-loop sweep: one run per offered rate, of the whole mix or only `tenant`."""
+
+    KIND: ClassVar[str] = "rate_sweep"
+    rates_rps: tuple[float, ...]
+    tenant: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "rates_rps", tuple(self.rates_rps))
+        rates = self.rates_rps
+        if not rates or any(not r > 0 for r in rates) or len(set(rates)) != len(rates):
+            raise ConfigError(f"swept rates must be distinct and > 0, got {list(rates)}")
+
+    def to_json(self) -> dict:
+        return {"rates_rps": list(self.rates_rps), "tenant": self.tenant}
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> "RateSweepSettings":
+        return cls(tuple(d["rates_rps"]), d["tenant"])
+
+
+ExperimentSettings = SweepSettings | PeakSettings | RampSettings | RateSweepSettings
+_SETTINGS = {cls.KIND: cls for cls in (SweepSettings, PeakSettings, RampSettings, RateSweepSettings)}
 
 
 # ----------------------------------------------------------------------------- run.json
@@ -318,7 +340,7 @@ class ExperimentSummary:
             raise ValueError(f"an experiment has at most one outcome, got {outcomes}")
         if outcomes and self.finished_at is None:
             raise ValueError(f"an experiment with its {outcomes[0]} has finished_at")
-        allowed = {SweepSettings: (), PeakSettings: ("error", "peak"), RampSettings: ("error", "ramp")}
+        allowed = {SweepSettings: (), RateSweepSettings: (), PeakSettings: ("error", "peak"), RampSettings: ("error", "ramp")}
         if outcomes and outcomes[0] not in allowed[type(self.settings)]:
             raise ValueError(f"a {self.kind} has no {outcomes[0]}")
         if self.probes and self.error is None:

@@ -15,6 +15,11 @@ from absl import app
 from absl import flags
 
 from tfs_bench import flag_rules
+from tfs_bench.analysis.demand import parse_demand
+from tfs_bench.analysis.demand import parse_instances
+from tfs_bench.analysis.demand import select_rows
+from tfs_bench.analysis.prices import DEFAULT_PRICES
+from tfs_bench.analysis.prices import read_prices
 from tfs_bench.cpu_priority import GENERATOR_PRIORITIES
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import exits_cleanly
@@ -94,6 +99,13 @@ _IDLE_BASELINE_S = flags.DEFINE_float(
     "Seconds of the machine at rest sampled before each load run (resources.jsonl's baseline).", lower_bound=0.0,
 )
 _SEED = flags.DEFINE_integer("seed", _SPEC["seed"].default, "Seed of schedules, inputs and random weights.", lower_bound=0)
+_DEMAND = flags.DEFINE_list(
+    "demand", [], "The report's cost section: inferences/s to serve per model, MODEL=RATE items (none: no fleet ranking).",
+)
+_PRICES = flags.DEFINE_string("prices", None, "The report's price table (default: the suite's configs/prices.csv).")
+_INSTANCES = flags.DEFINE_list(
+    "instances", [], "Price-table rows the measured machine stands for, PROVIDER:INSTANCE[:REGION] (none: every row of its kind).",
+)
 _SAVED_MODELS_DIR = flags.DEFINE_string("saved_models_dir", "saved_models", "Where exports are (and go).")
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "runs", "Where run directories are created.")
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "This run's directory (default <runs_dir>/<UTC time>-<name>).")
@@ -189,6 +201,14 @@ def spec_from_flags() -> experiment.RunSpec:
     )
 
 
+def _check_report_flags(spec: experiment.RunSpec) -> None:
+    """The report's flags are checked before anything is measured."""
+    unknown = [m for m in parse_demand(_DEMAND.value) if m not in spec.models]
+    if unknown:
+        raise ConfigError(f"--demand names {', '.join(unknown)}, not in --models ({', '.join(spec.models)})")
+    select_rows(read_prices(_PRICES.value or DEFAULT_PRICES), parse_instances(_INSTANCES.value))
+
+
 def experiment_flagfile() -> str:
     """The flags that define the experiment, one per line (not --resume or --run_dir)."""
     names = [holder.name for holder in globals().values() if isinstance(holder, flags.FlagHolder)]
@@ -201,6 +221,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     spec = spec_from_flags()
+    _check_report_flags(spec)
     where = Where(
         saved_models_dir=_SAVED_MODELS_DIR.value,
         server_binary=_SERVER_BINARY.value,

@@ -12,7 +12,10 @@ Pure: no files, no processes. For each device (cpu, and gpu where one was found)
    searched for its peak under the SLA (`perseus`, PERSEUS's protocol, roles swapped by the pair
    order); then a balanced mix, every model at the same share of its own dedicated peak, scaled
    together to the peak under the SLA (`balanced`).
-4. on CPU, framework-inefficiency sweeps of one model in a dedicated server, each a closed-loop
+4. after the shared placements, per model: the model alone again in a dedicated server at each
+   offered rate it had at the shared operating points (`reference`), so that interference
+   compares co-located and dedicated runs at the same offered rate.
+5. on CPU, framework-inefficiency sweeps of one model in a dedicated server, each a closed-loop
    run at the sweep's best concurrency (`framework`): the default server, each intra/inter-op
    thread setting, batching on, and uint8 input instead of float32.
 
@@ -35,9 +38,10 @@ from tfs_bench.plan.placement import Threads
 SERVER_KINDS = ("embedded", "binary", "docker", "external")
 DEVICE_CHOICES = ("auto", "cpu", "gpu")
 SHARED_HOSTINGS = tuple(h for h in HOSTINGS if h != "dedicated")
-STEP_KINDS = ("closed", "peak", "raw", "perseus", "balanced", "framework")
+STEP_KINDS = ("closed", "peak", "raw", "perseus", "balanced", "reference", "framework")
 ENCODINGS = ("float32", "uint8")
 UINT8_SUFFIX = "_uint8"  # tfs_bench.export writes the uint8 variant of <model> as <model>_uint8
+REFERENCE = "reference"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -165,7 +169,7 @@ class Deployment:
     device: str
     hosting: str
     models: tuple[str, ...]  # the models served (a dedicated deployment serves one)
-    variant: str = "default"  # framework sweeps: threads-IxJ, batching, uint8
+    variant: str = "default"  # framework sweeps: threads-IxJ, batching, uint8; "reference": the interference reference
     threads: Threads = Threads()
     batching: bool = False
     encoding: str = "float32"
@@ -175,6 +179,8 @@ class Deployment:
         """Where its measurements go under the run directory."""
         if self.hosting == "dedicated" and self.variant == "default":
             return f"{self.device}/dedicated/{self.models[0]}"
+        if self.variant == REFERENCE:
+            return f"{self.device}/reference/{self.models[0]}"
         if self.variant != "default":
             return f"{self.device}/framework/{self.models[0]}/{self.variant}"
         return f"{self.device}/{self.hosting}"
@@ -220,8 +226,11 @@ def plan_steps(spec: RunSpec, devices: tuple[str, ...]) -> tuple[Step, ...]:
                 Step(f"{device}/raw/{m}", "raw", device, None, model=m, needs=(closed_id(device, m),))
                 for m in spec.models
             ]
-        for hosting in (p for p in spec.placements if p in SHARED_HOSTINGS):
+        shared = [p for p in spec.placements if p in SHARED_HOSTINGS]
+        for hosting in shared:
             steps += _shared_steps(spec, device, hosting)
+        if shared:
+            steps += _reference_steps(spec, device)
         if device == "cpu" and spec.framework.model is not None:
             steps += _framework_steps(spec, device)
     ids = [s.id for s in steps]
@@ -253,6 +262,21 @@ def _shared_steps(spec: RunSpec, device: str, hosting: str) -> list[Step]:
                 ))
     steps.append(Step(f"{deployment.key}/balanced", "balanced", device, deployment, needs=peaks))
     return steps
+
+
+def reference_id(device: str, model: str) -> str:
+    return f"{device}/reference/{model}/alone"
+
+
+def _reference_steps(spec: RunSpec, device: str) -> list[Step]:
+    """Each model alone at the rates it was offered when co-located (read from the shared steps'
+    results when the step runs; it needs only the model's dedicated peak, so a failed shared step
+    costs its own rates, not the reference)."""
+    return [
+        Step(reference_id(device, m), "reference", device, Deployment(device, "dedicated", (m,), variant=REFERENCE),
+             model=m, needs=(peak_id(device, m),))
+        for m in spec.models
+    ]
 
 
 def _framework_steps(spec: RunSpec, device: str) -> list[Step]:

@@ -218,6 +218,7 @@ def _estimates(spec: RunSpec) -> dict[str, float]:
         "peak": 5 * run_s,
         "perseus": 4 * run_s,
         "balanced": 5 * run_s,
+        "reference": 5 * run_s + 10.0,  # its server starts first; one run per co-located rate
         "framework": run_s + 10.0,  # a server of its own starts first
         "raw": len(spec.concurrency) * (spec.raw_duration_s + policy.warmup_s + 4.0),
     }

@@ -265,6 +265,7 @@ class Runner:
             "peak": self._peak,
             "perseus": self._perseus,
             "balanced": self._balanced,
+            "reference": self._reference,
             "framework": self._framework,
         }[step.kind]
         with _Monitoring(servers, self._spec.idle_baseline_s) as monitoring:
@@ -383,6 +384,32 @@ class Runner:
             "bracketed": peak.bracketed,
             "tenants": _tenant_figures(_run_at(search_dir, peak.peak_rps)),
         }
+
+    def _reference(self, step, step_dir, servers, observer) -> dict:
+        rates = self._colocated_rates(step.device, step.model)
+        if not rates:
+            raise StepFailed(f"no shared operating point of {step.model} on {step.device} was measured, so no rate to repeat alone")
+        target = self._target(servers, step.deployment, step.model)
+        mix = TrafficMix((self._tenant(step.model, target, rate_rps=rates[0]),))
+        results = driver.sweep_rates(
+            self._config(mix, servers, step_dir), rates, observer, tenant=step.model, client_retries=self._spec.client_retries
+        )
+        return {
+            "model": step.model,
+            "rates": [
+                {"offered_rate_rps": rate, **_tenant_figures(result)[step.model]}
+                for rate, result in zip(rates, results)
+            ],
+        }
+
+    def _colocated_rates(self, device: str, model: str) -> list[float]:
+        """The offered rates of `model` at every shared operating point measured on `device`."""
+        rates = set()
+        for record in self._journal.records.values():
+            tenants = record.result.get("tenants") if record.status == "done" else None
+            if tenants and record.step.startswith(f"{device}/") and model in tenants:
+                rates.add(round(tenants[model]["offered_rate_rps"], 2))
+        return sorted(rates)
 
     def _search(self, step_dir: Path, mix_at, start: float, servers, observer, tenant: str | None = None):
         """The peak search from `start`; when its first probe fails, again from half the rate, up
@@ -518,6 +545,8 @@ def _summary(step: Step, result: Mapping) -> str:
         return f"raw {result['best_images_per_s']:.1f} images/s at concurrency {result['best_concurrency']}"
     if step.kind == "framework":
         return f"{result['variant']}: {result['throughput_rps']:.1f} rps ({'VALID' if result['valid'] else 'INVALID'})"
+    if step.kind == "reference":
+        return f"{result['model']} alone at {len(result['rates'])} co-located rate(s)"
     if step.kind == "perseus":
         return f"{result['searched_model']} peaks at {result['peak_rps']:g} rps with {result['fixed_model']} at {result['fixed_rate_rps']:g} rps"
     return f"peak {result['peak_rps']:g} rps under the SLA"
