@@ -71,6 +71,12 @@ def test_the_quick_experiment_runs_every_stage_and_leaves_a_resumable_record(sav
     assert "exporting tiny_cnn (uint8)" in out and "(float32)" not in out  # only what was missing
     assert "[1/13] cpu/dedicated/tiny_cnn/closed" in out and "[13/13] cpu/framework/tiny_cnn/uint8/closed" in out
     assert "headline figures" in out and f"results: {run_dir}" in out
+    # The last stage: the report, its headline printed.
+    assert f"report: {run_dir / 'report' / 'report.md'}" in out
+    assert "cheapest for the demand tiny_cnn 2000/s + mobilenet_v2_small 400/s: " in out  # quickstart.flags' --demand
+    report = (run_dir / "report" / "report.md").read_text()
+    assert "## 9. Framework inefficiency" in report and "> GPU: no GPU found: " in report
+    assert (run_dir / "report" / "tables" / "placements.parquet").is_file()
 
     steps = journal_by_step(run_dir)
     assert list(steps) == [

@@ -20,6 +20,7 @@ from tfs_bench.analysis.demand import parse_instances
 from tfs_bench.analysis.demand import select_rows
 from tfs_bench.analysis.prices import DEFAULT_PRICES
 from tfs_bench.analysis.prices import read_prices
+from tfs_bench.analysis.results import Costing
 from tfs_bench.cpu_priority import GENERATOR_PRIORITIES
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import exits_cleanly
@@ -27,6 +28,7 @@ from tfs_bench.load.verdict import ValidityCriteria
 from tfs_bench.load.windows import WindowPolicy
 from tfs_bench.load.windows import window_policy
 from tfs_bench.plan.placement import HOSTINGS
+from tfs_bench.report.build import report_after_run
 from tfs_bench.run import experiment
 from tfs_bench.run.orchestrate import run_experiment
 from tfs_bench.run.runner import Where
@@ -201,12 +203,16 @@ def spec_from_flags() -> experiment.RunSpec:
     )
 
 
-def _check_report_flags(spec: experiment.RunSpec) -> None:
-    """The report's flags are checked before anything is measured."""
-    unknown = [m for m in parse_demand(_DEMAND.value) if m not in spec.models]
+def _costing(spec: experiment.RunSpec) -> Costing:
+    """The report's cost settings, checked before anything is measured."""
+    demand = parse_demand(_DEMAND.value)
+    unknown = [m for m in demand if m not in spec.models]
     if unknown:
         raise ConfigError(f"--demand names {', '.join(unknown)}, not in --models ({', '.join(spec.models)})")
-    select_rows(read_prices(_PRICES.value or DEFAULT_PRICES), parse_instances(_INSTANCES.value))
+    prices = read_prices(_PRICES.value or DEFAULT_PRICES)
+    instances = parse_instances(_INSTANCES.value)
+    select_rows(prices, instances)
+    return Costing(prices=prices, demand=demand, instances=instances)
 
 
 def experiment_flagfile() -> str:
@@ -221,20 +227,22 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     spec = spec_from_flags()
-    _check_report_flags(spec)
     where = Where(
         saved_models_dir=_SAVED_MODELS_DIR.value,
         server_binary=_SERVER_BINARY.value,
         external_targets=_pairs(_EXTERNAL_TARGETS.value),
         docker_image_tag=_DOCKER_TAG.value,
     )
+    costing = _costing(spec)
     try:
-        run_experiment(
+        directory = run_experiment(
             spec, where, experiment_flagfile(), sys.argv, runs_dir=_RUNS_DIR.value, run_dir=_RUN_DIR.value,
             resume=_RESUME.value,
         )
     except KeyboardInterrupt:
         sys.exit(130)
+    if not report_after_run(directory, costing):
+        sys.exit(1)
 
 
 def run():

@@ -1,0 +1,3 @@
+#!/bin/sh
+# Serves this plan's server with TF Serving's docker image.
+exec docker run --rm --name tfs-bench-tiny-cnn -p 127.0.0.1:39100:8500 -p 127.0.0.1:39101:8501 -v /work/main/saved_models/tiny_cnn:/models/tiny_cnn:ro -v /tmp/fixture_run/cpu/multi_process/plan/tiny_cnn/docker:/models/config:ro --cpuset-cpus=0 tensorflow/serving:latest --model_config_file=/models/config/models.config --monitoring_config_file=/models/config/monitoring.config --tensorflow_intra_op_parallelism=1 --tensorflow_inter_op_parallelism=1
