@@ -215,7 +215,7 @@ def test_a_rate_sweep_runs_each_offered_rate_in_its_own_directory(server, tmp_pa
     summary = read_summary(tmp_path / "rates")
     assert summary.kind == "rate_sweep" and measured_dirs(tmp_path / "rates") == ["rate-40rps", "rate-80rps"]
     assert [(run.rate_rps, run.result) for run in summary.measurements] == [(40.0, results[0]), (80.0, results[1])]
-    assert [r.tenants[MODEL].pooled.offered_rate_rps for r in results] == [40.0, 80.0]
+    assert [r.tenants[MODEL].pooled.offered_rate_rps for r in results] == pytest.approx([40.0, 80.0])
     assert all(r.verdict.valid for r in results), [r.verdict for r in results]
 
 

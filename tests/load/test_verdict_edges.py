@@ -18,6 +18,7 @@ from tfs_bench.load.verdict import RunResult
 from tfs_bench.load.verdict import ValidityCriteria
 from tfs_bench.load.verdict import Verdict
 from tfs_bench.load.verdict import check_policy
+from tfs_bench.load.verdict import windows_for
 from tfs_bench.load.verdict import summarize_run
 from tfs_bench.load.windows import GeneratorUsage
 from tfs_bench.load.windows import WindowPolicy
@@ -270,3 +271,12 @@ def test_windows_with_other_tenants_are_refused():
     other = summarize_window(2, 10 * S, 15 * S, [], {"b": 80.0}, POLICY)
     with pytest.raises(ValueError, match=exactly("window 2 has other tenants than window 0")):
         summarize_run(records, windows[:2] + [other], POLICY, ValidityCriteria())
+
+
+def test_each_window_waits_for_its_share_of_the_minimum_requests_per_tenant():
+    policy = WindowPolicy(window_s=1.5, window_min_requests=20, stability_windows=3)
+    raised = windows_for(policy, ValidityCriteria(min_requests=100))
+    assert raised.window_min_requests == 34  # ⌈100 / 3⌉: three stable windows hold the minimum
+    assert dataclasses.replace(raised, window_min_requests=20) == policy  # nothing else changes
+    assert windows_for(policy, ValidityCriteria(min_requests=60)) is policy  # 20 × 3 already holds 60
+    assert windows_for(policy, ValidityCriteria(min_requests=0)) is policy

@@ -67,6 +67,14 @@ def test_invalid_results_are_shown_and_marked_never_dropped(report):
     assert not [row for row in unmarked if "INVALID" in row]
 
 
+def test_a_dedicated_server_that_left_cores_idle_is_pointed_out(report):
+    placements = pd.read_csv(report.directory / "tables" / "placements.csv")
+    used = placements[placements["placement"] == "dedicated"]["servers_cpu_cores"].max()
+    assert used < 0.75 * 2  # the stored run's servers used under 1.5 of its 2 cores
+    assert f"> On cpu, each dedicated server used at most {used:.2f} of the machine's 2 cores at its peak" in (
+        report.markdown.read_text())
+
+
 def test_a_run_without_a_gpu_says_so_where_the_gpu_figures_would_be(report):
     markdown = report.markdown.read_text()
     assert markdown.count("> GPU: no GPU found: nvmlInit failed") == 2  # sections 1 and 5

@@ -85,6 +85,21 @@ def _latencies(run: MeasuredRun | None, tenant: str) -> dict[str, float]:
     return {name: _nan(getattr(summary, field)) for name, field in _PERCENTILES}
 
 
+def _servers_sum(resources, field: str) -> float | None:
+    """A window's figure summed over the server processes; None when any server lacks it."""
+    values = [getattr(s, field) for s in resources.servers]
+    return sum(values) if values and None not in values else None
+
+
+def _servers_cores(resources) -> float | None:
+    return _servers_sum(resources, "cpu_utilisation_cores")
+
+
+def _servers_rss_mib(resources) -> float | None:
+    total = _servers_sum(resources, "rss_max_bytes")
+    return None if total is None else total / MIB
+
+
 def _utilisation(run: MeasuredRun | None) -> dict[str, float]:
     """Means over the run's pooled windows (maxima for memory); NaN where not measured."""
     figures = {
@@ -106,15 +121,9 @@ def _utilisation(run: MeasuredRun | None) -> dict[str, float]:
 
     resources = [w.resources for w in windows]
     figures["system_cpu_percent"] = mean(r.system_cpu_utilisation_percent for r in resources)
-    figures["servers_cpu_cores"] = mean(
-        sum(s.cpu_utilisation_cores for s in r.servers) if r.servers and all(s.cpu_utilisation_cores is not None for s in r.servers) else None
-        for r in resources
-    )
+    figures["servers_cpu_cores"] = mean(_servers_cores(r) for r in resources)
     figures["generator_cpu_cores"] = mean(r.generator.cpu_utilisation_cores if r.generator else None for r in resources)
-    figures["servers_rss_max_mib"] = biggest(
-        sum(s.rss_max_bytes for s in r.servers) / MIB if r.servers and all(s.rss_max_bytes is not None for s in r.servers) else None
-        for r in resources
-    )
+    figures["servers_rss_max_mib"] = biggest(_servers_rss_mib(r) for r in resources)
     gpus = [g for r in resources for g in r.gpus]
     figures["gpu_utilisation_percent"] = mean(g.utilisation_mean_percent for g in gpus)
     figures["gpu_memory_max_mib"] = biggest(g.memory_used_max_bytes / MIB if g.memory_used_max_bytes is not None else None for g in gpus)
@@ -343,11 +352,9 @@ def resources(data: RunData) -> pd.DataFrame:
                     "device": step.device, "placement": step.placement or "", "step": step.id, "label": run.label,
                     "start_ns": window.start_ns, "duration_s": (window.end_ns - window.start_ns) / 1e9,
                     "system_cpu_percent": _nan(r.system_cpu_utilisation_percent),
-                    "servers_cpu_cores": _nan(sum(s.cpu_utilisation_cores for s in r.servers)
-                                              if r.servers and all(s.cpu_utilisation_cores is not None for s in r.servers) else None),
+                    "servers_cpu_cores": _nan(_servers_cores(r)),
                     "generator_cpu_cores": _nan(r.generator.cpu_utilisation_cores if r.generator else None),
-                    "servers_rss_mib": _nan(sum(s.rss_max_bytes for s in r.servers) / MIB
-                                            if r.servers and all(s.rss_max_bytes is not None for s in r.servers) else None),
+                    "servers_rss_mib": _nan(_servers_rss_mib(r)),
                     "gpu_utilisation_percent": _nan(gpus[0].utilisation_mean_percent if gpus else None),
                     "gpu_memory_used_mib": _nan(gpus[0].memory_used_max_bytes / MIB if gpus and gpus[0].memory_used_max_bytes is not None else None),
                     "gpu_power_w": _nan(gpus[0].power_mean_w if gpus else None),

@@ -74,6 +74,7 @@ from tfs_bench.load.search import peak_under_sla
 from tfs_bench.load.search import perseus_ramp as search_ramp
 from tfs_bench.load.verdict import RunResult
 from tfs_bench.load.verdict import summarize_run
+from tfs_bench.load.verdict import windows_for
 from tfs_bench.load.windows import WARMUP_END
 from tfs_bench.load.windows import GeneratorUsage
 from tfs_bench.load.windows import WindowClock
@@ -453,7 +454,7 @@ class _Measurement:
         pool.wait_ready(self._config.connect_timeout_s + WORKER_START_TIMEOUT_S)
         self.start_ns = pool.start(START_LEAD_S)
         _wait_until_ns(self.start_ns)
-        clock = WindowClock(policy, time.perf_counter_ns)
+        clock = WindowClock(windows_for(policy, self._config.criteria), time.perf_counter_ns)
         clock.start()
         tick_s = min(_MAX_TICK_S, policy.window_s / 20)
         cpu_at_last_boundary = wait_at_last_boundary = None

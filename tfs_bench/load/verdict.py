@@ -88,6 +88,17 @@ def check_policy(policy: WindowPolicy, criteria: ValidityCriteria) -> None:
         )
 
 
+def windows_for(policy: WindowPolicy, criteria: ValidityCriteria) -> WindowPolicy:
+    """The windows a run measures: each also waits until every tenant has completed its share of
+    `min_requests` (÷ the pooled windows, rounded up), so that stable pooled windows hold the
+    minimum. A low-rate tenant of a mix (a few requests/s beside hundreds) then gets longer
+    windows instead of a too_few_requests verdict; `window_max_s` still bounds each window."""
+    share = -(-criteria.min_requests // policy.stability_windows)
+    if share <= policy.window_min_requests:
+        return policy
+    return dataclasses.replace(policy, window_min_requests=share)
+
+
 @dataclasses.dataclass(frozen=True)
 class InvalidReason:
     code: str

@@ -10,7 +10,9 @@ records, so worker processes on one host share them.
   window). Requests completing before the first window (warm-up) or after the last are excluded.
 - A window ends at the first tick after `window_s` at which every tenant has completed at least
   `window_min_requests` requests in it, or after `window_max_s` whatever the count, so a stalled
-  server cannot hang the run (such a short-of-requests window is judged by the verdict).
+  server cannot hang the run (such a short-of-requests window is judged by the verdict). The
+  driver raises `window_min_requests` to each window's share of the verdict's `min_requests`
+  (`verdict.windows_for`), so that a low-rate tenant of a mix gets longer windows, not too few requests.
 - Warm-up ends likewise after `warmup_s` and `warmup_requests` (both, when both are given).
 - Stable: for every tenant, each of the last `stability_windows` windows is within
   ±`stability_tolerance` of those windows' mean (bounds included, compared exactly), on
