@@ -47,6 +47,7 @@ from tfs_bench.analysis.run_data import RunData
 from tfs_bench.analysis.run_data import StepId
 from tfs_bench.analysis.run_data import parse_step_id
 from tfs_bench.errors import AnalysisError
+from tfs_bench.run.experiment import reference_rate
 
 MIB = 1024 * 1024
 SHARED = ("multi_model", "multi_process")
@@ -250,21 +251,17 @@ def mixes(data: RunData) -> pd.DataFrame:
     return _frame("mixes", rows)
 
 
-def _rounded_rate(rate: float | None) -> float | None:
-    return None if rate is None else round(rate, 2)
-
-
 def interference(data: RunData) -> pd.DataFrame:
     alone: dict[tuple[str, str, float], MeasuredRun] = {}
     for step in data.steps("reference"):
         for run in data.runs(step.id):
-            alone[(step.device, step.model, _rounded_rate(run.rate_rps))] = run
+            alone[(step.device, step.model, reference_rate(run.rate_rps))] = run
     rows = []
     for step, run in _shared_points(data):
         if run is None:
             continue
         for tenant, result in run.result.tenants.items():
-            rate = _rounded_rate(result.pooled.offered_rate_rps)
+            rate = reference_rate(result.pooled.offered_rate_rps)
             reference = alone.get((step.device, tenant, rate))
             row = {"device": step.device, "placement": step.placement, "mix": step.mix, "tenant": tenant,
                    "offered_rate_rps": _nan(rate),
@@ -275,12 +272,12 @@ def interference(data: RunData) -> pd.DataFrame:
                    "dedicated_valid": False, "invalid_reasons": _reasons(run, tenant)}
             if reference is not None:
                 ref = reference.result.tenants[tenant]
-                both = []
-                for which, summary in (("colocated", result.pooled), ("dedicated", ref.pooled)):
-                    both.append(cost.TenantPoint(tenant, rate, summary.inferences / summary.duration_s,
-                                                 summary.response_time.p99_ms or 0.0))
+                colocated, dedicated = (
+                    cost.TenantPoint(tenant, rate, pooled.inferences / pooled.duration_s, pooled.response_time.p99_ms or 0.0)
+                    for pooled in (result.pooled, ref.pooled)
+                )
                 try:
-                    figures = cost.interference(*both)
+                    figures = cost.interference(colocated, dedicated)
                 except AnalysisError as e:
                     row["invalid_reasons"] = ";".join(filter(None, (row["invalid_reasons"], str(e))))
                 else:

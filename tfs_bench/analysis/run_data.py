@@ -140,6 +140,7 @@ class RunData:
     path: Path
     manifest: ExperimentManifest
     records: Mapping[str, StepRecord]  # in journal order
+    _runs: dict[str, list["MeasuredRun"]] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
     def flags(self) -> dict[str, str]:
@@ -178,7 +179,13 @@ class RunData:
         return record.result if record is not None and record.status == "done" else None
 
     def runs(self, step_id: str) -> list[MeasuredRun]:
-        """Every run the step measured, in order (the last attempt of each); [] when none was."""
+        """Every run the step measured, in order (the last attempt of each); [] when none was.
+        Each step's summaries are read once: every table asks for them."""
+        if step_id not in self._runs:
+            self._runs[step_id] = self._read_runs(step_id)
+        return list(self._runs[step_id])
+
+    def _read_runs(self, step_id: str) -> list[MeasuredRun]:
         record = self.records.get(step_id)
         if record is None or record.dir is None:
             return []

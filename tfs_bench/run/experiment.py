@@ -42,6 +42,12 @@ STEP_KINDS = ("closed", "peak", "raw", "perseus", "balanced", "reference", "fram
 ENCODINGS = ("float32", "uint8")
 UINT8_SUFFIX = "_uint8"  # tfs_bench.export writes the uint8 variant of <model> as <model>_uint8
 REFERENCE = "reference"
+
+
+def reference_rate(offered_rps: float) -> float:
+    """The rate a `reference` step repeats a co-located tenant's offered rate at (and the key the
+    analysis matches the two by): rounded to 0.01 requests/s."""
+    return round(offered_rps, 2)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

@@ -58,6 +58,7 @@ from tfs_bench.run.experiment import RunSpec
 from tfs_bench.run.experiment import Step
 from tfs_bench.run.experiment import closed_id
 from tfs_bench.run.experiment import peak_id
+from tfs_bench.run.experiment import reference_rate
 from tfs_bench.run.journal import Journal
 from tfs_bench.run.journal import StepRecord
 from tfs_bench.run.progress import Progress
@@ -408,7 +409,7 @@ class Runner:
         for record in self._journal.records.values():
             tenants = record.result.get("tenants") if record.status == "done" else None
             if tenants and record.step.startswith(f"{device}/") and model in tenants:
-                rates.add(round(tenants[model]["offered_rate_rps"], 2))
+                rates.add(reference_rate(tenants[model]["offered_rate_rps"]))
         return sorted(rates)
 
     def _search(self, step_dir: Path, mix_at, start: float, servers, observer, tenant: str | None = None):
