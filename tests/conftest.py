@@ -32,6 +32,16 @@ def known_answer_dir(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tf1_model_dir(tmp_path_factory) -> Path:
+    """A saved_models-style directory holding the TF1-style half_plus_two_tf1 version 1."""
+    from tfs_bench.export import tf1_known_answer
+
+    root = tmp_path_factory.mktemp("tf1_known_answer")
+    tf1_known_answer.write_model(str(root))
+    return root
+
+
 @pytest.fixture
 def python() -> str:
     return sys.executable

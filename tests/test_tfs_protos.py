@@ -60,9 +60,21 @@ def test_monitoring_round_trip():
     assert tfs_protos.parse_text(tfs_protos.to_text(config), tfs_protos.MonitoringConfig) == config
 
 
-def test_parse_error_names_the_file_and_message_type():
-    with pytest.raises(ConfigError, match=r"batching\.config: not a valid text-format BatchingParameters"):
-        tfs_protos.parse_text("max_batch_size: 3", tfs_protos.BatchingParameters, source="batching.config")
+def test_parse_error_reads_as_tf_servings():
+    with pytest.raises(ConfigError) as error:
+        tfs_protos.parse_text("max_batch_size { valu: 3 }", tfs_protos.BatchingParameters, source="batching.config")
+
+    assert str(error.value) == (
+        "Error parsing text-format tensorflow.serving.BatchingParameters: 1:18: "
+        'Message type "google.protobuf.Int64Value" has no field named "valu". '
+        "Invalid protobuf file: 'batching.config'"
+    )
+
+
+def test_parse_error_without_a_position():
+    with pytest.raises(ConfigError, match=r"^Error parsing text-format tensorflow\.serving\.BatchingParameters: "
+                                          r".*Invalid protobuf file: 'b\.config'$"):
+        tfs_protos.parse_text("max_batch_size: 3", tfs_protos.BatchingParameters, source="b.config")
 
 
 def test_read_text_missing_file(tmp_path):

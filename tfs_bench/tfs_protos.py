@@ -86,15 +86,34 @@ def to_text(message) -> str:
 
 
 def parse_text(text: str, message_class, source: str = "<string>"):
-    """Parses a text-format proto; errors name the source and TF Serving's message type."""
+    """Parses a text-format proto; a syntax error reads as TF Serving reports it.
+
+    TF Serving's start-up prints protobuf's own line, "Error parsing text-format
+    tensorflow.serving.ModelServerConfig: LINE:COL: MESSAGE", then fails with "Invalid protobuf
+    file: '<path>'"; one message here carries both.
+    """
     message = message_class()
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as e:
         raise ConfigError(
-            f"{source}: not a valid text-format {message_class.DESCRIPTOR.name}: {e}"
+            f"Error parsing text-format {message_class.DESCRIPTOR.full_name}: {_position(e)}"
+            f"{_parse_message(e)}. Invalid protobuf file: '{source}'"
         ) from None
     return message
+
+
+def _position(error: text_format.ParseError) -> str:
+    line, column = error.GetLine(), error.GetColumn()
+    return f"{line}:{column}: " if line is not None else ""
+
+
+def _parse_message(error: text_format.ParseError) -> str:
+    # str() is "LINE:COL : message"; the position is printed in protobuf's C++ form instead.
+    text = str(error)
+    if error.GetLine() is not None:
+        text = text.split(" : ", 1)[-1]
+    return text.rstrip(".")
 
 
 def read_text(path: str | os.PathLike, message_class):

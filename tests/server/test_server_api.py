@@ -10,13 +10,10 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import (
-    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
-    inference_pb2,
     predict_pb2,
     prediction_service_pb2_grpc,
-    regression_pb2,
 )
 
 from server_support import Stubs, log_tail, start_embedded, write_config
@@ -238,13 +235,12 @@ def _unknown_rank():
          "Expects arg[0] to be float but double is provided"),
         (_truncated_content, grpc.StatusCode.INVALID_ARGUMENT, "tensor parsing error: x"),
         (_unknown_rank, grpc.StatusCode.INVALID_ARGUMENT, "tensor parsing error: x"),
-        (lambda: make_request(x=np.ones((2, 4), np.float32)), grpc.StatusCode.INVALID_ARGUMENT, ""),
     ],
     ids=[
         "missing_model_spec", "unknown_model", "unknown_version", "version_not_in_policy",
         "unknown_label", "unknown_signature", "extra_input", "missing_input", "renamed_input",
         "unknown_output", "duplicate_output", "int32_for_float", "double_for_float",
-        "truncated_tensor_content", "unknown_rank", "bad_shape_fails_in_tensorflow",
+        "truncated_tensor_content", "unknown_rank",
     ],
 )
 def test_predict_errors_match_tf_serving(stubs, build, code, message):
@@ -252,6 +248,16 @@ def test_predict_errors_match_tf_serving(stubs, build, code, message):
 
     assert error.code() == code
     assert error.details().startswith(message), error.details()
+
+
+def test_a_shape_other_than_the_signatures_is_fed_as_tf_serving_feeds_it(stubs):
+    # TF Serving checks no shape against the TensorInfo ([-1, 3] here); only the graph's ops can
+    # refuse one, and this graph is elementwise.
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+
+    response = stubs.prediction.Predict(make_request(x=x), timeout=10)
+
+    np.testing.assert_array_equal(output(response), known_answer.expected_output(x, version=2))
 
 
 @pytest.mark.parametrize(
@@ -341,21 +347,6 @@ def test_model_metadata_errors(stubs, fields, name, code, message):
     assert (error.code(), error.details()) == (code, message)
 
 
-@pytest.mark.parametrize(
-    "method, request_message",
-    [
-        ("Classify", classification_pb2.ClassificationRequest()),
-        ("Regress", regression_pb2.RegressionRequest()),
-        ("MultiInference", inference_pb2.MultiInferenceRequest()),
-    ],
-)
-def test_classify_regress_multi_inference_are_unimplemented(stubs, method, request_message):
-    error = rpc_error(lambda: getattr(stubs.prediction, method)(request_message, timeout=10))
-
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert method in error.details()
-
-
 # REST.
 
 
@@ -441,15 +432,15 @@ def test_rest_predict(server, path, body, expected):
          400, 'Serving signature name: "nope" not found in signature def'),
         ("POST", f"/v1/models/{MODEL}:predict", {"inputs": {"z": [[1, 2, 3]]}}, 400,
          "input tensor alias not found in signature: z"),
-        ("POST", f"/v1/models/{MODEL}:predict", {"instances": [[1, 2, 3, 4]]}, 400, ""),
-        ("POST", f"/v1/models/{MODEL}:classify", {"examples": []}, 501, "classify is not implemented"),
+        ("POST", f"/v1/models/{MODEL}:classify", {"examples": [{"x": 1.0}]}, 400,
+         "No classification inputs found in SignatureDef: "),
         ("GET", "/v1/models/nope", None, 404, "Could not find any versions of model nope"),
         ("GET", "/v1/models", None, 400, "Missing model name in request."),
         ("GET", "/v1/nothing/here", None, 400, "Malformed request: GET /v1/nothing/here"),
     ],
     ids=[
         "unknown_model", "unknown_version", "unknown_label", "bad_json", "both_formats",
-        "unknown_signature", "unknown_input", "bad_shape", "classify", "status_unknown_model",
+        "unknown_signature", "unknown_input", "classify_on_a_predict_signature", "status_unknown_model",
         "status_no_name", "malformed",
     ],
 )

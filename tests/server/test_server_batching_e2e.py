@@ -172,3 +172,41 @@ def test_metrics_use_tf_servings_names(server):
                               {"model_name": MODEL, "status": "UNAVAILABLE"})] >= 1
     assert samples[sample_key(":tensorflow:serving:request_count",
                               {"model_name": MODEL, "status": "INVALID_ARGUMENT"})] >= 1
+
+
+@pytest.fixture(scope="module")
+def wide_batch_server(known_answer_dir, tmp_path_factory):
+    """max_batch_size 96 (more than 64 requests), a batch closes only when full or after 20 s."""
+    tmp = tmp_path_factory.mktemp("wide_batching_server")
+    batching = write_config(tmp / "batching.config", """
+max_batch_size { value: 96 }
+batch_timeout_micros { value: 20000000 }
+num_batch_threads { value: 1 }
+""")
+    monitoring = write_config(tmp / "monitoring.config", "prometheus_config { enable: true }")
+    flags = [
+        f"--model_name={MODEL}",
+        f"--model_base_path={known_answer_dir / MODEL}",
+        "--enable_batching",
+        f"--batching_parameters_file={batching}",
+        f"--monitoring_config_file={monitoring}",
+    ]
+    server = start_embedded(flags, tmp, [MODEL])
+    yield server
+    assert server.stop() == 0, log_tail(server)
+
+
+def test_a_batch_larger_than_64_one_row_requests_fills(wide_batch_server):
+    # Each waiting request holds a gRPC handler thread; with a fixed pool of 64 the first batch
+    # would close at its timeout holding 64 rows. The default thread count leaves room for 96.
+    stubs = Stubs(wide_batch_server)
+    try:
+        before = metrics(wide_batch_server)
+        results = concurrently(stubs, [rows(1, start=float(i)) for i in range(96)])
+        after = metrics(wide_batch_server)
+    finally:
+        stubs.close()
+
+    assert all(not isinstance(r, grpc.RpcError) for r in results), results
+    processed = f"{BATCHING}:processed_batch_size"
+    assert (delta(before, after, f"{processed}_count"), delta(before, after, f"{processed}_sum")) == (1, 96)

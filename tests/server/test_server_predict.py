@@ -122,7 +122,7 @@ def _two_io_signature():
     for alias, dtype in (("a", tf.float32), ("b", tf.string)):
         signature_def.inputs[alias].dtype = dtype.as_datatype_enum
         signature_def.outputs[f"{alias}_out"].dtype = dtype.as_datatype_enum
-    return servables.Signature("two", function=None, signature_def=signature_def)
+    return servables.Signature("two", signature_def)
 
 
 def test_json_row_format_with_several_inputs_and_outputs():

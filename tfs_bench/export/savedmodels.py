@@ -30,6 +30,10 @@ from tfs_bench.errors import ModelError
 SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
+# Bumped when the same request starts producing a different SavedModel, so older exports are
+# redone. 2: the model's tf.Variables are tracked directly (exports of format 1 fail on TF Serving
+# with "Could not find variable ...").
+EXPORT_FORMAT = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +71,7 @@ class ExportRequest:
     def key(self) -> str:
         """Identifies what was asked for; a card with another key is a different export."""
         parts = {
+            "format": EXPORT_FORMAT,
             "model": self.model,
             "input_encoding": self.input_encoding,
             "weights_sha256": _file_sha256(self.weights_path) if self.weights_path else None,
@@ -179,19 +184,28 @@ def _export_into(request: ExportRequest, staged: Path) -> modelcard.ModelCard:
 
 
 class _Servable(tf.Module):
-    """The exported object: the Keras model behind a fixed-name signature with preprocessing."""
+    """The exported object: the Keras model behind a fixed-name signature with preprocessing.
+
+    The serving function reads the tf.Variables inside Keras 3's variables. Tracked through the
+    Keras model, those are saved as copies the function does not capture, and a Session-based
+    loader (TF Serving's, or `saved_model_cli run`) then fails every request with "Could not find
+    variable ...". So the model is kept out of the tracked attributes (the function closes over
+    it) and its tf.Variables are tracked instead: the saved graph restores the very variables the
+    function reads, and each is saved once.
+    """
 
     def __init__(self, model, spec: zoo.ModelSpec, dtype: tf.DType):
         super().__init__(name=spec.name)
-        self.model = model
-        self._preprocessing = spec.preprocessing
-        signature = tf.TensorSpec([None, *spec.input_shape], dtype, name=INPUT_NAME)
-        self.serve = tf.function(self._serve, input_signature=[signature])
+        self.model_variables = [getattr(v, "value", v) for v in model.variables]
+        preprocessing = spec.preprocessing
 
-    def _serve(self, images):
-        pixels = tf.cast(images, tf.float32)
-        probabilities = self.model(zoo.preprocess(pixels, self._preprocessing), training=False)
-        return {OUTPUT_NAME: tf.cast(probabilities, tf.float32)}
+        def serve(images):
+            pixels = tf.cast(images, tf.float32)
+            probabilities = model(zoo.preprocess(pixels, preprocessing), training=False)
+            return {OUTPUT_NAME: tf.cast(probabilities, tf.float32)}
+
+        signature = tf.TensorSpec([None, *spec.input_shape], dtype, name=INPUT_NAME)
+        self.serve = tf.function(serve, input_signature=[signature])
 
 
 def count_flops(model) -> int:

@@ -1,4 +1,7 @@
-"""Writes the known-answer SavedModels (half_plus_two v1 and v2) for server and client tests.
+"""Writes the known-answer SavedModels for server and client tests.
+
+half_plus_two v1 and v2 (TF2, `tf.saved_model.save`) and half_plus_two_tf1 (a TF1 graph with
+parse-example classify/regress signatures and an asset, `tf.compat.v1.saved_model.builder`):
 
   python -m tfs_bench.known_answer --output_dir=saved_models
 """
@@ -9,6 +12,7 @@ from absl import app
 from absl import flags
 
 from tfs_bench.export import known_answer
+from tfs_bench.export import tf1_known_answer
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "saved_models", "Where to write the models.")
 
@@ -17,6 +21,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     print(known_answer.write_models(_OUTPUT_DIR.value))
+    print(tf1_known_answer.write_model(_OUTPUT_DIR.value))
 
 
 def run():

@@ -15,7 +15,10 @@ Deliberate differences from TF Serving:
 - HandleReloadConfigRequest never hangs: a new model's base path and versions are checked before
   anything changes, and loading is bounded (120 s, or 90% of the client's deadline if sooner).
 - A version that fails to load is not retried until its model is removed and re-added.
-- Classify, Regress and MultiInference answer UNIMPLEMENTED; benchmarks use Predict.
+- A model config file, batching or monitoring file that does not parse fails with protobuf's
+  "Error parsing text-format ...: LINE:COL: ..." and TF Serving's "Invalid protobuf file: '<path>'"
+  in one message.
+- The --grpc_max_threads default also leaves enough threads for batches to fill (see options).
 - Failures print `Failed to start server. Error: <message>` to stderr (TF Serving: stdout) and
   exit with status 1.
 """
@@ -40,6 +43,11 @@ _GRPC_SOCKET_PATH = flags.DEFINE_string(
 )
 _GRPC_CHANNEL_ARGUMENTS = flags.DEFINE_string(
     "grpc_channel_arguments", "", "gRPC server arguments as key=value,key=value."
+)
+_GRPC_MAX_THREADS = flags.DEFINE_integer(
+    "grpc_max_threads", 0,
+    "Max gRPC handler threads (0 = 4 per core, at least 64, more when batches need them to fill).",
+    lower_bound=0,
 )
 _REST_API_PORT = flags.DEFINE_integer("rest_api_port", 0, "HTTP/REST port (0 = off).")
 _REST_API_TIMEOUT_IN_MS = flags.DEFINE_integer(
@@ -90,6 +98,10 @@ _TENSORFLOW_INTER_OP_PARALLELISM = flags.DEFINE_integer(
 _ENABLE_MODEL_WARMUP = flags.DEFINE_boolean(
     "enable_model_warmup", True, "Replay assets.extra/tf_serving_warmup_requests at load."
 )
+_ENABLE_SIGNATURE_METHOD_NAME_CHECK = flags.DEFINE_boolean(
+    "enable_signature_method_name_check", False,
+    "Classify/Regress require the signature's method_name to be tensorflow/serving/classify|regress.",
+)
 _VERSION = flags.DEFINE_boolean("version", False, "Print the versions and exit.")
 
 
@@ -139,6 +151,7 @@ def _options() -> options_lib.ServerOptions:
         grpc_port=_PORT.value,
         grpc_socket_path=_GRPC_SOCKET_PATH.value,
         grpc_channel_arguments=options_lib.parse_channel_arguments(_GRPC_CHANNEL_ARGUMENTS.value),
+        grpc_max_threads=_GRPC_MAX_THREADS.value,
         rest_api_port=_REST_API_PORT.value,
         rest_api_timeout_ms=_REST_API_TIMEOUT_IN_MS.value,
         model_config_file_poll_wait_s=_MODEL_CONFIG_FILE_POLL_WAIT_SECONDS.value,
@@ -151,6 +164,7 @@ def _options() -> options_lib.ServerOptions:
         intra_op_parallelism=_TENSORFLOW_INTRA_OP_PARALLELISM.value,
         inter_op_parallelism=_TENSORFLOW_INTER_OP_PARALLELISM.value,
         enable_model_warmup=_ENABLE_MODEL_WARMUP.value,
+        enable_signature_method_name_check=_ENABLE_SIGNATURE_METHOD_NAME_CHECK.value,
     )
 
 

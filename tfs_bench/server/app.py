@@ -19,6 +19,7 @@ from tfs_bench.ticker import Ticker
 from tfs_bench.server import batching
 from tfs_bench.server import devices
 from tfs_bench.server import grpc_service
+from tfs_bench.server import inference as inference_lib
 from tfs_bench.server import metrics as metrics_lib
 from tfs_bench.server import model_config
 from tfs_bench.server import predict
@@ -27,11 +28,10 @@ from tfs_bench.server import servables
 from tfs_bench.server import warmup
 from tfs_bench.server.config_files import ServerConfig
 from tfs_bench.server.models import ModelManager
+from tfs_bench.server import options as options_lib
 from tfs_bench.server.options import ServerOptions
 from tfs_bench.server.status import ServingError
 
-# Enough handler threads that batches can fill: a request waiting in a batch holds its thread.
-GRPC_WORKER_THREADS = 64
 BATCH_SCHEDULER_CLOSE_TIMEOUT_S = 10.0
 
 
@@ -130,8 +130,9 @@ class ModelServer:
         if not self._models.serve(self._config.models, stop):
             return False
         predictor = predict.Predictor(self._models, self._scheduler, self._metrics)
-        self._start_grpc(predictor)
-        self._start_rest(predictor)
+        inference = inference_lib.Inference(predictor, options.enable_signature_method_name_check)
+        self._start_grpc(inference)
+        self._start_rest(inference)
         if options.model_config_file and options.model_config_file_poll_wait_s > 0:
             self._config_poller = _ConfigFilePoller(
                 options.model_config_file,
@@ -159,32 +160,43 @@ class ModelServer:
             self._metrics.observe_model_load(path, (time.perf_counter() - started) * 1e6)
         return servable
 
-    def _start_grpc(self, predictor: predict.Predictor) -> None:
+    def _start_grpc(self, inference: inference_lib.Inference) -> None:
         options = self._options
         if not options.grpc_port and not options.grpc_socket_path:
             return
+        threads = options_lib.grpc_handler_threads(
+            options.grpc_max_threads, os.cpu_count() or 1, self._config.batching
+        )
+        batching = self._config.batching
+        if batching is not None and threads < batching.max_batch_size:
+            logging.warning(
+                "--grpc_max_threads=%d is below max_batch_size=%d: a request waiting in a batch "
+                "holds a handler thread, so batches of one-item requests cannot fill",
+                threads, batching.max_batch_size,
+            )
         self._grpc, self._grpc_executor = grpc_service.start_server(
             host=options.host,
             port=options.grpc_port,
             socket_path=options.grpc_socket_path,
             channel_arguments=options.grpc_channel_arguments,
-            prediction_service=grpc_service.PredictionService(predictor),
+            prediction_service=grpc_service.PredictionService(inference),
             model_service=grpc_service.ModelService(self._models, options.reload_timeout_s),
-            max_workers=GRPC_WORKER_THREADS,
+            max_workers=threads,
         )
         if options.grpc_port:
-            logging.info("Running gRPC ModelServer at %s:%d ...", options.host, options.grpc_port)
+            logging.info("Running gRPC ModelServer at %s:%d (%d handler threads) ...",
+                         options.host, options.grpc_port, threads)
         if options.grpc_socket_path:
             logging.info("Running gRPC ModelServer at UNIX socket %s ...", options.grpc_socket_path)
 
-    def _start_rest(self, predictor: predict.Predictor) -> None:
+    def _start_rest(self, inference: inference_lib.Inference) -> None:
         options = self._options
         if self._config.prometheus_path and not options.rest_api_port:
             logging.warning("Prometheus metrics are enabled but --rest_api_port is 0: not exported")
         if not options.rest_api_port:
             return
         api = rest.RestApi(
-            predictor, self._models, options.rest_api_timeout_ms, self._metrics, self._config.prometheus_path
+            inference, self._models, options.rest_api_timeout_ms, self._metrics, self._config.prometheus_path
         )
         try:
             self._rest = rest.RestServer(options.host, options.rest_api_port, api)

@@ -1,4 +1,5 @@
-"""The gRPC front end: tensorflow.serving.PredictionService and ModelService."""
+"""The gRPC front end: tensorflow.serving.PredictionService (Predict, Classify, Regress,
+MultiInference, GetModelMetadata) and ModelService."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from tfs_bench import addresses
 from tfs_bench.errors import ConfigError
+from tfs_bench.server import inference as inference_lib
 from tfs_bench.server import model_config
 from tfs_bench.server import predict
 from tfs_bench.server import status
@@ -25,15 +27,6 @@ from tfs_bench.server.status import ServingError
 MAX_MESSAGE_BYTES = 2**31 - 1
 # Leaves a reload this share of the client's deadline, so the client gets our status, not its own.
 _RELOAD_DEADLINE_SHARE = 0.9
-
-
-def target_of(model_spec) -> predict.ModelTarget:
-    choice = model_spec.WhichOneof("version_choice")
-    return predict.ModelTarget(
-        name=model_spec.name,
-        version=model_spec.version.value if choice == "version" else None,
-        label=model_spec.version_label if choice == "version_label" else None,
-    )
 
 
 def _deadline_s(context) -> float | None:
@@ -47,8 +40,9 @@ def _require_model_spec(request) -> None:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, predictor: predict.Predictor):
-        self._predictor = predictor
+    def __init__(self, inference: inference_lib.Inference):
+        self._inference = inference
+        self._predictor = inference.predictor
 
     def Predict(self, request, context):
         try:
@@ -60,7 +54,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def _predict(self, request, context):
         _require_model_spec(request)
         call = predict.PredictCall(
-            target=target_of(request.model_spec),
+            target=predict.target_of(request.model_spec),
             signature_name=request.model_spec.signature_name,
             output_filter=tuple(request.output_filter),
             deadline_s=_deadline_s(context),
@@ -78,7 +72,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         try:
             _require_model_spec(request)
             predict.check_metadata_fields(request.metadata_field)
-            servable = self._predictor.find(target_of(request.model_spec))
+            servable = self._predictor.find(predict.target_of(request.model_spec))
         except ServingError as e:
             context.abort(e.code, e.message)
         response = get_model_metadata_pb2.GetModelMetadataResponse()
@@ -88,20 +82,24 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     def Classify(self, request, context):
-        _unimplemented(context, "Classify")
+        return self._examples_call(inference_lib.API_CLASSIFY, request.model_spec.name,
+                                   self._inference.classify, request, context)
 
     def Regress(self, request, context):
-        _unimplemented(context, "Regress")
+        return self._examples_call(inference_lib.API_REGRESS, request.model_spec.name,
+                                   self._inference.regress, request, context)
 
     def MultiInference(self, request, context):
-        _unimplemented(context, "MultiInference")
+        name = request.tasks[0].model_spec.name if request.tasks else ""
+        return self._examples_call(inference_lib.API_MULTI_INFERENCE, name,
+                                   self._inference.multi_inference, request, context)
 
-
-def _unimplemented(context, method: str):
-    context.abort(
-        grpc.StatusCode.UNIMPLEMENTED,
-        f"{method} is not implemented by the tfs_bench embedded server; use Predict",
-    )
+    def _examples_call(self, api, model_name, method, request, context):
+        try:
+            with self._predictor.observe_request(model_name, predict.ENTRYPOINT_GRPC, api):
+                return method(request, _deadline_s(context))
+        except ServingError as e:
+            context.abort(e.code, e.message)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -112,7 +110,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def GetModelStatus(self, request, context):
         try:
             _require_model_spec(request)
-            target = target_of(request.model_spec)
+            target = predict.target_of(request.model_spec)
             statuses = self._models.version_statuses(target.name, target.version, target.label)
         except ServingError as e:
             context.abort(e.code, e.message)

@@ -19,14 +19,32 @@ DEFAULT_SHUTDOWN_GRACE_S = 10.0
 
 MAX_PORT = 65535
 
+# gRPC handler threads when --grpc_max_threads is 0: TF Serving's default (4 per core), at least
+# 64, and with batching enough that every batch thread's batch can fill while the next one fills
+# (a request waiting in a batch holds its thread), up to a bound that keeps the process sane.
+GRPC_THREADS_PER_CPU = 4
+GRPC_MIN_THREADS = 64
+GRPC_MAX_DEFAULT_THREADS = 1024
+
+
+def grpc_handler_threads(requested: int, cpus: int, batching=None) -> int:
+    """The gRPC server's handler thread count; `batching` is the BatchingOptions or None."""
+    if requested > 0:
+        return requested
+    threads = max(GRPC_MIN_THREADS, GRPC_THREADS_PER_CPU * cpus)
+    if batching is not None:
+        fill = batching.max_batch_size * (batching.num_batch_threads + 1)
+        threads = max(threads, min(fill, GRPC_MAX_DEFAULT_THREADS))
+    return threads
+
 
 def check_thread_counts(session: int, intra: int, inter: int) -> None:
     if session > 0 and intra > 0 and inter > 0:
-        # TF Serving's wording (server.cc).
+        # TF Serving's wording (server.cc), as are the other start-up messages marked so.
         raise ConfigError(
-            "Either configure --tensorflow_session_parallelism or "
-            "(--tensorflow_intra_op_parallelism, --tensorflow_inter_op_parallelism) separately. "
-            "You cannot configure all."
+            "Either configure server_options.tensorflow_session_parallelism or "
+            "(server_options.tensorflow_intra_op_parallelism, "
+            "server_options.tensorflow_inter_op_parallelism) separately. You cannot configure all."
         )
 
 
@@ -39,7 +57,10 @@ def resolve_thread_counts(session: int, intra: int, inter: int) -> tuple[int, in
 
 def check_batching(enable_batching: bool, batching_parameters_file: str) -> None:
     if batching_parameters_file and not enable_batching:
-        raise ConfigError("--batching_parameters_file is set but --enable_batching is not")
+        raise ConfigError(  # TF Serving's wording
+            "server_options.batching_parameters_file is set without setting "
+            "server_options.enable_batching to true."
+        )
 
 
 def check_ports(grpc_port: int, rest_api_port: int) -> None:
@@ -57,7 +78,9 @@ def check_model_source(model_config_file: str, model_base_path: str) -> None:
     if model_config_file:
         return  # --model_name/--model_base_path are ignored, as in TF Serving
     if not model_base_path:
-        raise ConfigError("Both --model_base_path and --model_config_file are empty")
+        raise ConfigError(  # TF Serving's wording
+            "Both server_options.model_base_path and server_options.model_config_file are empty!"
+        )
     if not os.path.isabs(model_base_path):
         raise ConfigError(f"--model_base_path must be an absolute path, got {model_base_path!r}")
 
@@ -94,6 +117,7 @@ class ServerOptions:
     grpc_port: int = 8500
     grpc_socket_path: str = ""
     grpc_channel_arguments: tuple[tuple[str, int | str], ...] = ()
+    grpc_max_threads: int = 0  # 0: grpc_handler_threads' default
     rest_api_port: int = 0
     rest_api_timeout_ms: int = 30000
     model_config_file_poll_wait_s: int = 0
@@ -106,6 +130,7 @@ class ServerOptions:
     intra_op_parallelism: int = 0
     inter_op_parallelism: int = 0
     enable_model_warmup: bool = True
+    enable_signature_method_name_check: bool = False
     reload_timeout_s: float = DEFAULT_RELOAD_TIMEOUT_S
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
 
@@ -115,7 +140,8 @@ class ServerOptions:
         check_ports(self.grpc_port, self.rest_api_port)
         check_model_source(self.model_config_file, self.model_base_path)
         check_gpu_memory_fraction(self.per_process_gpu_memory_fraction)
-        for name in ("rest_api_timeout_ms", "model_config_file_poll_wait_s", "file_system_poll_wait_s"):
+        for name in ("rest_api_timeout_ms", "model_config_file_poll_wait_s", "file_system_poll_wait_s",
+                     "grpc_max_threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.reload_timeout_s <= 0 or self.shutdown_grace_s < 0:

@@ -59,6 +59,16 @@ class PredictResult:
     outputs: Mapping[str, np.ndarray]  # in the order the response lists them
 
 
+def target_of(model_spec) -> ModelTarget:
+    """The ModelTarget of a ModelSpec proto (Predict, Classify, Regress, MultiInference, status)."""
+    choice = model_spec.WhichOneof("version_choice")
+    return ModelTarget(
+        name=model_spec.name,
+        version=model_spec.version.value if choice == "version" else None,
+        label=model_spec.version_label if choice == "version_label" else None,
+    )
+
+
 def check_input_aliases(signature: Signature, aliases: Collection[str]) -> None:
     expected = signature.inputs
     if len(aliases) != len(expected):
@@ -132,7 +142,7 @@ def check_metadata_fields(fields: Collection[str]) -> None:
             raise status.invalid_argument(f"Metadata field {field} is not supported")
 
 
-def _check_deadline(deadline_s: float | None) -> None:
+def check_deadline(deadline_s: float | None) -> None:
     if deadline_s is not None and time.monotonic() >= deadline_s:
         raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded")
 
@@ -162,19 +172,35 @@ class Predictor:
         inputs = decode(signature)
         outputs = output_aliases(signature, call.output_filter)
         check_dtypes(signature, inputs)
-        _check_deadline(call.deadline_s)
-        started = time.perf_counter()
-        if self._scheduler is None:
-            result = signature.run(inputs, outputs)
-        else:
-            result = self._run_batched(servable, signature, inputs, outputs, call.deadline_s)
-        if self._metrics is not None:
-            self._metrics.observe_runtime(
-                call.target.name, API_PREDICT, RUNTIME, _elapsed_us(started)
-            )
-        # TF Serving's run timeout fails a run that overruns the deadline; its client gave up anyway.
-        _check_deadline(call.deadline_s)
+        result = self.run(call.target.name, API_PREDICT, servable, signature, inputs, outputs,
+                          call.deadline_s)
         return PredictResult(servable, signature, result)
+
+    def run(self, model_name: str, api: str, servable: LoadedVersion, signature: Signature,
+            inputs: Mapping[str, np.ndarray], outputs: tuple[str, ...],
+            deadline_s: float | None) -> dict[str, np.ndarray]:
+        """Runs a checked request through the batch scheduler (when on) or straight to the Session.
+
+        Times the run as TF Serving's runtime_latency; raises ServingError.
+        """
+        check_deadline(deadline_s)
+        if self._scheduler is None:
+            result = self.timed(model_name, api, lambda: signature.run(inputs, outputs))
+        else:
+            result = self.timed(model_name, api, lambda: self._run_batched(
+                servable, signature, inputs, outputs, deadline_s))
+        # TF Serving's run timeout fails a run that overruns the deadline; its client gave up anyway.
+        check_deadline(deadline_s)
+        return result
+
+    def timed(self, model_name: str, api: str, run: Callable[[], object]):
+        """Calls `run()` and records its time as runtime_latency{model_name, api, runtime}."""
+        if self._metrics is None:
+            return run()
+        started = time.perf_counter()
+        result = run()
+        self._metrics.observe_runtime(model_name, api, RUNTIME, _elapsed_us(started))
+        return result
 
     def _run_batched(self, servable, signature, inputs, outputs, deadline_s):
         # Tasks batch together only when one graph call can serve them all.
@@ -187,7 +213,7 @@ class Predictor:
             raise ServingError(e.code, e.message) from None
 
     @contextlib.contextmanager
-    def observe_request(self, model_name: str, entrypoint: str):
+    def observe_request(self, model_name: str, entrypoint: str, api: str = API_PREDICT):
         """Counts every request and times the successful ones, as TF Serving does."""
         if self._metrics is None:
             yield
@@ -196,11 +222,9 @@ class Predictor:
         try:
             yield
         except ServingError as e:
-            self._metrics.observe_request(model_name, API_PREDICT, entrypoint, e.code.name, None)
+            self._metrics.observe_request(model_name, api, entrypoint, e.code.name, None)
             raise
-        self._metrics.observe_request(
-            model_name, API_PREDICT, entrypoint, "OK", _elapsed_us(started)
-        )
+        self._metrics.observe_request(model_name, api, entrypoint, "OK", _elapsed_us(started))
 
 
 def _elapsed_us(started: float) -> float:

@@ -1,4 +1,7 @@
-"""The HTTP/REST front end on --rest_api_port (TF Serving's /v1/models API and Prometheus metrics)."""
+"""The HTTP/REST front end on --rest_api_port (TF Serving's /v1/models API and Prometheus metrics).
+
+Routes: GET model status and metadata; POST :predict, :classify and :regress.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,12 @@ import urllib.parse
 
 import grpc
 from google.protobuf import json_format
+from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import regression_pb2
 
+from tfs_bench.server import inference as inference_lib
+from tfs_bench.server import json_examples
 from tfs_bench.server import json_tensors
 from tfs_bench.server import predict
 from tfs_bench.server import status
@@ -61,9 +68,10 @@ def _target(name: str, version: str | None, label: str | None) -> predict.ModelT
 class RestApi:
     """Turns (method, path, body) into (HTTP status, content type, body); no sockets here."""
 
-    def __init__(self, predictor: predict.Predictor, models, timeout_ms: int,
+    def __init__(self, inference: inference_lib.Inference, models, timeout_ms: int,
                  metrics=None, metrics_path: str | None = None):
-        self._predictor = predictor
+        self._inference = inference
+        self._predictor = inference.predictor
         self._models = models
         self._timeout_ms = timeout_ms
         self._metrics = metrics
@@ -83,12 +91,11 @@ class RestApi:
     def _route(self, method: str, path: str, body: bytes) -> dict:
         if method == "POST" and (match := _PREDICT_PATH.fullmatch(path)):
             name, version, label, verb = match.groups()
-            if verb.lower() != "predict":
-                raise ServingError(
-                    grpc.StatusCode.UNIMPLEMENTED,
-                    f"{verb} is not implemented by the tfs_bench embedded server; use predict",
-                )
-            return self._predict(_target(name, version, label), body)
+            target = _target(name, version, label)
+            verb = verb.lower()
+            if verb == "predict":
+                return self._predict(target, body)
+            return self._examples(target, verb, body)
         if method == "GET" and (match := _STATUS_PATH.fullmatch(path)):
             name, version, label, metadata = match.groups()
             if not name:
@@ -98,7 +105,7 @@ class RestApi:
         raise status.invalid_argument(f"Malformed request: {method} {path}")
 
     def _predict(self, target: predict.ModelTarget, raw: bytes) -> dict:
-        deadline_s = time.monotonic() + self._timeout_ms / 1000 if self._timeout_ms > 0 else None
+        deadline_s = self._deadline_s()
         with self._predictor.observe_request(target.name, predict.ENTRYPOINT_REST):
             body = json_tensors.parse_predict_body(raw)
             self._check_signature(target, body.signature_name)
@@ -109,6 +116,24 @@ class RestApi:
             )
             result = self._predictor.predict(call, json_tensors.decoder(body))
             return json_tensors.encode_outputs(result.outputs, body.format)
+
+    def _examples(self, target: predict.ModelTarget, verb: str, raw: bytes) -> dict:
+        classify = verb == "classify"
+        api = inference_lib.API_CLASSIFY if classify else inference_lib.API_REGRESS
+        with self._predictor.observe_request(target.name, predict.ENTRYPOINT_REST, api):
+            body = json_examples.parse_examples_body(raw)
+            request = (classification_pb2.ClassificationRequest() if classify
+                       else regression_pb2.RegressionRequest())
+            _set_model_spec(request.model_spec, target, body.signature_name)
+            request.input.CopyFrom(body.input)
+            if classify:
+                response = self._inference.classify(request, self._deadline_s())
+                return json_examples.classification_json(response.result)
+            response = self._inference.regress(request, self._deadline_s())
+            return json_examples.regression_json(response.result)
+
+    def _deadline_s(self) -> float | None:
+        return time.monotonic() + self._timeout_ms / 1000 if self._timeout_ms > 0 else None
 
     def _check_signature(self, target: predict.ModelTarget, signature_name: str) -> None:
         # TF Serving's REST handler looks the signature up while parsing JSON, with its own message.
@@ -149,6 +174,15 @@ class RestApi:
                 )
             },
         }
+
+
+def _set_model_spec(spec, target: predict.ModelTarget, signature_name: str) -> None:
+    spec.name = target.name
+    spec.signature_name = signature_name
+    if target.version is not None:
+        spec.version.value = target.version
+    elif target.label is not None:
+        spec.version_label = target.label
 
 
 def _error_body(message: str) -> bytes:

@@ -1,7 +1,8 @@
 """Replays `assets.extra/tf_serving_warmup_requests` when a version loads (--enable_model_warmup).
 
-The file is TF Serving's: a TFRecord of PredictionLog protos. Only predict logs are supported; a
-record that fails makes the load fail, as in TF Serving.
+The file is TF Serving's: a TFRecord of PredictionLog protos, each a predict, classify, regress or
+multi-inference log whose request is replayed; a record that fails makes the load fail, as in
+TF Serving.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
+from tfs_bench.server import inference as inference_lib
 from tfs_bench.server import predict
 from tfs_bench.server import status
 from tfs_bench.server.servables import LoadedVersion
@@ -37,6 +39,7 @@ def replay(servable: LoadedVersion) -> int:
     if not os.path.exists(path):
         return 0
     predictor = predict.Predictor(_OnlyVersion(servable))
+    inference = inference_lib.Inference(predictor)
     count = 0
     for record in tf.data.TFRecordDataset(path):
         count += 1
@@ -46,13 +49,23 @@ def replay(servable: LoadedVersion) -> int:
             )
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
         kind = log.WhichOneof("log_type")
-        if kind != "predict_log":
+        if kind == "predict_log":
+            request = log.predict_log.request
+            call = predict.PredictCall(
+                target=predict.ModelTarget(servable.name),
+                signature_name=request.model_spec.signature_name,
+                output_filter=tuple(request.output_filter),
+            )
+            predictor.predict(call, predict.proto_decoder(request.inputs))
+        elif kind in _EXAMPLE_LOGS:
+            getattr(inference, _EXAMPLE_LOGS[kind])(getattr(log, kind).request)
+        else:
             raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"Unsupported log_type for warmup: {kind}")
-        request = log.predict_log.request
-        call = predict.PredictCall(
-            target=predict.ModelTarget(servable.name),
-            signature_name=request.model_spec.signature_name,
-            output_filter=tuple(request.output_filter),
-        )
-        predictor.predict(call, predict.proto_decoder(request.inputs))
     return count
+
+
+_EXAMPLE_LOGS = {
+    "classify_log": "classify",
+    "regress_log": "regress",
+    "multi_inference_log": "multi_inference",
+}
