@@ -86,14 +86,16 @@ def _short(frame: str) -> str:
 
 
 def summarize(path: str, top: int) -> list[tuple[float, str]]:
-    """(share of the loop's samples, function) for the functions most often on the stack."""
+    """(share of the loop's samples, function) for the functions most often on the stack below it."""
     on_stack, total = collections.Counter(), 0
     with open(path, encoding="utf-8") as f:
         for line in f:
             stack, _, count = line.rstrip().rpartition(" ")
             frames = stack.split(";")
-            if not any(frame.startswith(_LOOP_FRAME) for frame in frames):
+            loop = next((i for i, frame in enumerate(frames) if _LOOP_FRAME in frame), None)
+            if loop is None:
                 continue
+            frames = frames[loop + 1:]  # what one request calls, not the frames around the loop
             total += int(count)
             for frame in {_short(frame) for frame in frames}:
                 on_stack[frame] += int(count)

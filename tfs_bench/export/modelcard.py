@@ -17,6 +17,10 @@ from tfs_bench.errors import ModelError
 SCHEMA_VERSION = 1
 CARD_RELPATH = os.path.join("assets.extra", "model_card.json")
 INPUT_ENCODINGS = ("float32", "uint8")
+# Bumped when the same export request starts producing a different SavedModel; a card without the
+# field is format 1. 2: the Keras model's tf.Variables are tracked directly (format-1 exports fail
+# on TF Serving, or any Session-based loader, with "Could not find variable ...").
+EXPORT_FORMAT = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +85,7 @@ class ModelCard:
     export_time_s: float
     footprint: Footprint | None
     versions: dict  # tensorflow / keras versions used to export
+    export_format: int = EXPORT_FORMAT  # how the SavedModel was written (see EXPORT_FORMAT)
 
     def __post_init__(self):
         if self.version < 0:
@@ -103,7 +108,8 @@ class ModelCard:
     def from_json(cls, d: dict) -> "ModelCard":
         if d.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"unsupported model card schema_version {d.get('schema_version')!r}")
-        kwargs = {f.name: d[f.name] for f in dataclasses.fields(cls)}
+        kwargs = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name != "export_format"}
+        kwargs["export_format"] = d.get("export_format", 1)
         kwargs["inputs"] = tuple(TensorInfo.from_json(t) for t in d["inputs"])
         kwargs["outputs"] = tuple(TensorInfo.from_json(t) for t in d["outputs"])
         kwargs["footprint"] = Footprint.from_json(d["footprint"]) if d["footprint"] else None

@@ -30,10 +30,6 @@ from tfs_bench.errors import ModelError
 SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
-# Bumped when the same request starts producing a different SavedModel, so older exports are
-# redone. 2: the model's tf.Variables are tracked directly (exports of format 1 fail on TF Serving
-# with "Could not find variable ...").
-EXPORT_FORMAT = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +67,7 @@ class ExportRequest:
     def key(self) -> str:
         """Identifies what was asked for; a card with another key is a different export."""
         parts = {
-            "format": EXPORT_FORMAT,
+            "format": modelcard.EXPORT_FORMAT,  # a new format makes older exports stale
             "model": self.model,
             "input_encoding": self.input_encoding,
             "weights_sha256": _file_sha256(self.weights_path) if self.weights_path else None,

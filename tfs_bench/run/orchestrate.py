@@ -22,6 +22,7 @@ from tfs_bench.child_process import child_env
 from tfs_bench.child_process import module_argv
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import ModelError
+from tfs_bench.export import modelcard
 from tfs_bench.plan import placement
 from tfs_bench.run import machine
 from tfs_bench.run.experiment import RunSpec
@@ -174,8 +175,13 @@ def _finished_count(directory: Path) -> int:
 
 
 def _export_missing(spec: RunSpec, where: Where, out: Callable[[str], None]) -> None:
-    """Exports every served model that has no SavedModel yet (in a child: the runner never imports TensorFlow)."""
-    missing = [n for n in exported_names(spec) if not _exported(os.path.join(where.saved_models_dir, n))]
+    """Exports every served model that has no SavedModel yet, or one of an older export format.
+
+    In a child: the runner never imports TensorFlow. An old-format export with random weights is
+    written again (the seed makes the weights); one made from a weights file is not touched, and
+    the error says how to re-export it.
+    """
+    missing = [n for n in exported_names(spec) if _needs_export(os.path.join(where.saved_models_dir, n))]
     float32 = [n for n in missing if not n.endswith(UINT8_SUFFIX)]
     uint8 = [n[: -len(UINT8_SUFFIX)] for n in missing if n.endswith(UINT8_SUFFIX)]
     for models, encoding in ((float32, "float32"), (uint8, "uint8")):
@@ -184,7 +190,7 @@ def _export_missing(spec: RunSpec, where: Where, out: Callable[[str], None]) -> 
         out(f"exporting {', '.join(models)} ({encoding}) to {where.saved_models_dir}")
         argv = module_argv(
             "tfs_bench.export", f"--models={','.join(models)}", f"--saved_models_dir={where.saved_models_dir}",
-            f"--input_encoding={encoding}", f"--seed={spec.seed}",
+            f"--input_encoding={encoding}", f"--seed={spec.seed}", "--overwrite",
         )
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, env=child_env(), timeout=EXPORT_TIMEOUT_S)
@@ -195,11 +201,27 @@ def _export_missing(spec: RunSpec, where: Where, out: Callable[[str], None]) -> 
             raise ModelError(f"exporting {', '.join(models)} failed:\n{tail}")
 
 
-def _exported(base: str) -> bool:
+def _needs_export(base: str) -> bool:
     try:
-        return bool(placement.version_dirs(base))
+        versions = placement.version_dirs(base)
     except ModelError:
+        return True
+    if not versions:
+        return True
+    latest = versions[max(versions)]
+    try:
+        card = modelcard.read_card(latest)
+    except ModelError:
+        return False  # not one of our exports: served as it is
+    if card.export_format >= modelcard.EXPORT_FORMAT:
         return False
+    if not card.weights.startswith("random"):
+        raise ModelError(
+            f"{latest} was written by an older tfs_bench (export format {card.export_format}), whose "
+            "Keras variables TF Serving cannot restore; export it again: python -m tfs_bench.export "
+            f"--models={card.model} --weights={card.weights} --input_encoding={card.input_encoding} --overwrite"
+        )
+    return True
 
 
 def _model_facts(spec: RunSpec, where: Where) -> tuple[ModelFacts, ...]:

@@ -206,39 +206,28 @@ class Inference:
             raise status.invalid_argument(f"{missing_message}{name}")
         return signature
 
-    def _run_one(self, api: str, target: predict.ModelTarget, signature_name: str, input_proto,
-                 deadline_s: float | None, make_task):
+    def classify(self, request, deadline_s: float | None = None) -> classification_pb2.ClassificationResponse:
+        return self._run_one(API_CLASSIFY, request, deadline_s, classification_task,
+                             classification_pb2.ClassificationResponse(), fill_classification)
+
+    def regress(self, request, deadline_s: float | None = None) -> regression_pb2.RegressionResponse:
+        return self._run_one(API_REGRESS, request, deadline_s, regression_task,
+                             regression_pb2.RegressionResponse(), fill_regression)
+
+    def _run_one(self, api: str, request, deadline_s: float | None, make_task, response, fill):
+        """One signature on the request's examples; `fill(outputs, count, response.result)`."""
+        _require_model_spec(request)
+        target = predict.target_of(request.model_spec)
         servable = self._predictor.find(target)
+        signature_name = request.model_spec.signature_name
         signature = self._signature(servable, signature_name, "No signature was found with the name: ")
         task = make_task(signature, self._method_name_check)
-        examples = serialized_examples(input_proto)
+        examples = serialized_examples(request.input)
         outputs = self._predictor.run(
             target.name, api, servable, signature, {INPUTS: examples}, task.fetch, deadline_s
         )
-        return servable, outputs, len(examples)
-
-    def classify(self, request, deadline_s: float | None = None) -> classification_pb2.ClassificationResponse:
-        _require_model_spec(request)
-        target = predict.target_of(request.model_spec)
-        servable, outputs, count = self._run_one(
-            API_CLASSIFY, target, request.model_spec.signature_name, request.input, deadline_s,
-            classification_task,
-        )
-        response = classification_pb2.ClassificationResponse()
-        _fill_model_spec(response.model_spec, target.name, request.model_spec.signature_name, servable.version)
-        fill_classification(outputs, count, response.result)
-        return response
-
-    def regress(self, request, deadline_s: float | None = None) -> regression_pb2.RegressionResponse:
-        _require_model_spec(request)
-        target = predict.target_of(request.model_spec)
-        servable, outputs, count = self._run_one(
-            API_REGRESS, target, request.model_spec.signature_name, request.input, deadline_s,
-            regression_task,
-        )
-        response = regression_pb2.RegressionResponse()
-        _fill_model_spec(response.model_spec, target.name, request.model_spec.signature_name, servable.version)
-        fill_regression(outputs, count, response.result)
+        _fill_model_spec(response.model_spec, target.name, signature_name, servable.version)
+        fill(outputs, len(examples), response.result)
         return response
 
     def multi_inference(self, request, deadline_s: float | None = None) -> inference_pb2.MultiInferenceResponse:
