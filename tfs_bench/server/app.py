@@ -22,13 +22,13 @@ from tfs_bench.server import grpc_service
 from tfs_bench.server import inference as inference_lib
 from tfs_bench.server import metrics as metrics_lib
 from tfs_bench.server import model_config
+from tfs_bench.server import options as options_lib
 from tfs_bench.server import predict
 from tfs_bench.server import rest
 from tfs_bench.server import servables
 from tfs_bench.server import warmup
 from tfs_bench.server.config_files import ServerConfig
 from tfs_bench.server.models import ModelManager
-from tfs_bench.server import options as options_lib
 from tfs_bench.server.options import ServerOptions
 from tfs_bench.server.status import ServingError
 
@@ -164,15 +164,13 @@ class ModelServer:
         options = self._options
         if not options.grpc_port and not options.grpc_socket_path:
             return
-        threads = options_lib.grpc_handler_threads(
-            options.grpc_max_threads, os.cpu_count() or 1, self._config.batching
-        )
-        batching = self._config.batching
-        if batching is not None and threads < batching.max_batch_size:
+        batching_options = self._config.batching
+        threads = options_lib.grpc_handler_threads(options.grpc_max_threads, os.cpu_count() or 1, batching_options)
+        if batching_options is not None and threads < batching_options.max_batch_size:
             logging.warning(
                 "--grpc_max_threads=%d is below max_batch_size=%d: a request waiting in a batch "
                 "holds a handler thread, so batches of one-item requests cannot fill",
-                threads, batching.max_batch_size,
+                threads, batching_options.max_batch_size,
             )
         self._grpc, self._grpc_executor = grpc_service.start_server(
             host=options.host,
