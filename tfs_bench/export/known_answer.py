@@ -49,21 +49,27 @@ def _write(version: int, staged: Path) -> modelcard.ModelCard:
     module = _HalfPlus(version)
     signatures = {"serving_default": module.serve, "times_two": module.times_two}
     tf.saved_model.save(module, str(staged), signatures=signatures)
-    sha, size = modelcard.hash_savedmodel(staged)
     tensor = (-1, WIDTH)
+    return constant_model_card(staged, "known_answer", MODEL_NAME, version, tensor, parameters=1, flops=2 * WIDTH)
+
+
+def constant_model_card(staged: Path, model: str, export_name: str, version: int, shape: tuple[int, ...],
+                    parameters: int, flops: int) -> modelcard.ModelCard:
+    """The card of a constant-weight test model with one float32 input `x` and output `y`."""
+    sha, size = modelcard.hash_savedmodel(staged)
     return modelcard.ModelCard(
-        model="known_answer",
-        export_name=MODEL_NAME,
+        model=model,
+        export_name=export_name,
         version=version,
         input_encoding="float32",
         signature_name="serving_default",
-        inputs=(modelcard.TensorInfo("x", "float32", tensor),),
-        outputs=(modelcard.TensorInfo("y", "float32", tensor),),
-        parameters=1,
-        flops_per_image=2 * WIDTH,
+        inputs=(modelcard.TensorInfo("x", "float32", shape),),
+        outputs=(modelcard.TensorInfo("y", "float32", shape),),
+        parameters=parameters,
+        flops_per_image=flops,
         savedmodel_bytes=size,
         savedmodel_sha256=sha,
-        export_key=f"known_answer:{version}",
+        export_key=f"{model}:{version}",
         weights="constant",
         exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         export_time_s=0.0,

@@ -22,13 +22,12 @@ inside the version directory, which only the loader knows.
 
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 
+from tfs_bench.export import known_answer
 from tfs_bench.export import modelcard
 from tfs_bench.export import savedmodels
 
@@ -117,26 +116,8 @@ def _write(staged: Path) -> modelcard.ModelCard:
     source = staged.parent / ASSET_FILE
     source.write_text("".join(f"{label}\n" for label in LABELS), encoding="utf-8")
     _build_and_save(staged, source)
-    sha, size = modelcard.hash_savedmodel(staged)
-    return modelcard.ModelCard(
-        model="known_answer_tf1",
-        export_name=MODEL_NAME,
-        version=VERSION,
-        input_encoding="float32",
-        signature_name="serving_default",
-        inputs=(modelcard.TensorInfo("x", "float32", (-1, 1)),),
-        outputs=(modelcard.TensorInfo("y", "float32", (-1, 1)),),
-        parameters=3,
-        flops_per_image=2,
-        savedmodel_bytes=size,
-        savedmodel_sha256=sha,
-        export_key=f"known_answer_tf1:{VERSION}",
-        weights="constant",
-        exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        export_time_s=0.0,
-        footprint=None,
-        versions={"tensorflow": tf.__version__, "keras": keras.__version__},
-    )
+    return known_answer.constant_model_card(staged, "known_answer_tf1", MODEL_NAME, VERSION, (-1, 1),
+                                        parameters=3, flops=2)
 
 
 def write_model(output_dir: str) -> Path:
