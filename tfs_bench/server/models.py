@@ -93,6 +93,7 @@ class ModelManager:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()  # orders starting the worker against stop()
 
     # Requests.
 
@@ -219,16 +220,18 @@ class ModelManager:
         """Stops the worker (after the load in progress, if any) and joins it."""
         self._stopping.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        with self._thread_lock:  # a start-up in another thread may be starting the worker now
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
 
     # The worker.
 
     def _start_worker(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="model-manager")
-            self._thread.start()
+        with self._thread_lock:
+            if self._thread is None and not self._stopping.is_set():
+                self._thread = threading.Thread(target=self._run, name="model-manager")
+                self._thread.start()
 
     def _apply(self, configs: Sequence[ModelConfig]) -> int:
         self._start_worker()
