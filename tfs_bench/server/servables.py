@@ -7,8 +7,8 @@ names. So does this module. It has three consequences that clients rely on:
   tables initialised from assets (the loader feeds each asset's path inside this version);
 - nothing checks a fed shape against the signature's TensorInfo: a `[1]`-shaped tensor fed to an
   input declared `[-1, 1]` runs, and only the graph's own ops can refuse a shape;
-- a call costs TensorFlow's C++ Session::RunCallable (about 30 µs on a trivial graph here), not
-  the per-call argument binding of a restored `tf.function` (about 200 µs).
+- a call costs TensorFlow's C++ Session::RunCallable, not the per-call argument binding of a
+  restored `tf.function` (docs/performance.md has the profile before and after).
 
 Each (fed tensors, fetched tensors) pair gets one callable, made on first use and reused.
 The Session takes its thread pools and GPU options from TensorFlow's process configuration, which
@@ -111,11 +111,14 @@ class Signature:
         self.runner = runner
         self._feed_aliases = tuple(self.inputs)
         self._feed_names = tuple(spec.tensor_name for spec in self.inputs.values())
+        self._fetch_names: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def run(self, inputs: Mapping[str, np.ndarray], output_aliases: Sequence[str]) -> dict[str, np.ndarray]:
         """Runs the graph; `inputs` are already validated (aliases and dtypes). Raises ServingError."""
         outputs = tuple(output_aliases)
-        fetch_names = tuple(self.outputs[alias].tensor_name for alias in outputs)
+        fetch_names = self._fetch_names.get(outputs)
+        if fetch_names is None:  # once per output set; a race only computes the same tuple twice
+            fetch_names = self._fetch_names[outputs] = tuple(self.outputs[a].tensor_name for a in outputs)
         results = self.runner.run(
             self._feed_names, [inputs[alias] for alias in self._feed_aliases], fetch_names
         )
