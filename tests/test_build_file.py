@@ -17,6 +17,7 @@ PIP_NAMES = {
     "absl": "absl-py",
     "google": "protobuf",
     "grpc": "grpcio",
+    "hypothesis": "hypothesis",
     "keras": "tensorflow",  # Keras 3 ships as a dependency of the tensorflow wheel
     "matplotlib": "matplotlib",
     "ml_dtypes": "tensorflow",  # numpy's bfloat16; ships as a dependency of the tensorflow wheel

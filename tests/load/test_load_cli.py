@@ -123,6 +123,25 @@ def test_an_unreachable_target_is_reported_within_a_bound(tmp_path):
 
 
 @pytest.mark.slow
+def test_rest_to_the_grpc_port_and_grpc_to_the_rest_port_say_which_port_is_which(server, tmp_path):
+    rest = load_cli(f"--target={server.grpc_target}", "--protocol=rest", f"--models={MODEL}",
+                    f"--output_dir={tmp_path / 'rest'}")
+    assert rest.returncode == 1 and "Traceback" not in rest.stderr
+    assert rest.stderr.strip().splitlines()[-1] == (
+        f"error: {server.grpc_target} does not answer HTTP/1.1 (no status line came back): a gRPC port? "
+        "--protocol=rest needs the server's REST port (TF Serving's --rest_api_port); for its gRPC --port use "
+        "--protocol=grpc"
+    )
+    grpc_ = load_cli(f"--target={server.rest_address}", f"--models={MODEL}", "--connect_timeout_s=2",
+                     f"--output_dir={tmp_path / 'grpc'}")
+    assert grpc_.returncode == 1 and "Traceback" not in grpc_.stderr
+    assert grpc_.stderr.strip().splitlines()[-1] == (
+        f"error: no gRPC connection to {server.rest_address} within 2 s: it answers HTTP/1.1, so it is likely a "
+        "REST port (TF Serving's --rest_api_port); use --protocol=rest for it, or the server's gRPC --port"
+    )
+
+
+@pytest.mark.slow
 def test_an_unknown_model_is_named_with_the_servers_not_found(server, tmp_path):
     proc = load_cli(f"--target={server.grpc_target}", "--models=no_such_model", f"--output_dir={tmp_path / 'run'}")
     assert proc.returncode == 1

@@ -213,3 +213,14 @@ def test_refuses_to_replace_a_directory_that_is_not_a_plan(saved_models, tmp_pat
     proc = _plan(saved_models, tmp_path, "--models=tiny_cnn")
     assert proc.returncode == 1 and "holds no plan.json; refusing to replace it" in proc.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("below", ["", "sub"], ids=["the_file_itself", "a_directory_under_it"])
+def test_an_output_dir_that_is_a_file_is_refused_in_one_line(saved_models, tmp_path, below):
+    (tmp_path / "afile").write_text("keep me")
+    out = tmp_path / "afile" / below if below else tmp_path / "afile"
+    proc = _plan(saved_models, out, "--models=tiny_cnn")
+    expected = (f"error: --output_dir {out} is a file, not a directory" if not below
+                else f"error: --output_dir {out}: {tmp_path / 'afile'} is a file, not a directory")
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == expected, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and (tmp_path / "afile").read_text() == "keep me"

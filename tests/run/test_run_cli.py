@@ -179,3 +179,42 @@ def test_a_run_killed_mid_step_resumes_without_repeating_what_finished(saved, tm
 
     finished = run_cli(*flags, f"--runs_dir={runs}", "--resume", cwd=tmp_path)
     assert finished.returncode == 1 and "no unfinished run of 'resumable'" in finished.stderr
+
+
+FAILING_SERVER = ("--server=binary", "--server_binary=/bin/false", "--placements=dedicated", "--noframework_batching",
+                  "--framework_threads=", "--concurrency=1")
+
+
+@pytest.mark.slow
+def test_failed_steps_are_reported_and_make_the_run_exit_non_zero(saved, tmp_path):
+    # Every server "exits with code 1" at once: each step needing one fails, and the run moves on
+    # through the rest, which are skipped because they need a failed step's figures.
+    run_dir = tmp_path / "runs" / "failing"
+    proc = run_cli(f"--flagfile={CONFIGS / 'quickstart.flags'}", f"--saved_models_dir={saved}", f"--run_dir={run_dir}",
+                   *FAILING_SERVER, *SHORT, cwd=tmp_path)
+    steps = journal_by_step(run_dir)
+    failed = [s for s, r in steps.items() if r.status == "failed"]
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert failed == ["cpu/dedicated/tiny_cnn/closed", "cpu/dedicated/tiny_cnn/peak",
+                      "cpu/dedicated/mobilenet_v2_small/closed", "cpu/dedicated/mobilenet_v2_small/peak"]
+    assert len(steps) == 8 and steps["cpu/framework/tiny_cnn/uint8/closed"].status == "skipped"
+    assert steps["cpu/raw/tiny_cnn"].error.startswith("needs cpu/dedicated/tiny_cnn/closed, which failed: ")
+    assert all("did not start: server 'tiny_cnn' (binary" in steps[s].error or "mobilenet_v2_small" in steps[s].error
+               for s in failed)
+    assert (f"error: {sum(r.status != 'done' for r in steps.values())} step(s) did not finish done (the journal, "
+            f"{run_dir / 'steps.jsonl'}, says why); the report covers the others") in proc.stderr
+    assert (run_dir / "report" / "report.md").is_file()
+    assert read_manifest(run_dir).finished_at is not None
+
+
+@pytest.mark.slow
+def test_stop_on_failure_stops_at_the_first_failed_step_and_leaves_the_run_resumable(saved, tmp_path):
+    run_dir = tmp_path / "runs" / "stopping"
+    proc = run_cli(f"--flagfile={CONFIGS / 'quickstart.flags'}", f"--saved_models_dir={saved}", f"--run_dir={run_dir}",
+                   *FAILING_SERVER, "--stop_on_failure", *SHORT, cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    steps = journal_by_step(run_dir)
+    assert [(s, r.status) for s, r in steps.items()] == [("cpu/dedicated/tiny_cnn/closed", "failed")]
+    assert (f"stopped: step cpu/dedicated/tiny_cnn/closed failed (--stop_on_failure); 1 of 8 step(s) finished; "
+            f"continue with the same flags and --resume --run_dir={run_dir}") in proc.stdout
+    assert read_manifest(run_dir).finished_at is None  # not finished: --resume continues it

@@ -245,8 +245,11 @@ def test_a_load_failure_stops_start_up_with_the_reason(tmp_path):
 
 
 @pytest.mark.parametrize("listener", ["gRPC", "HTTP/REST"])
-def test_a_port_in_use_stops_start_up(known_answer_dir, listener):
-    base = str(known_answer_dir / known_answer.MODEL_NAME)
+def test_a_port_in_use_stops_start_up_before_any_model_loads(tmp_path, listener):
+    # The model cannot load (a version directory without a SavedModel): the port error comes
+    # first, so it was found before loading began, not minutes later as in TF Serving.
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    base = str(tmp_path / "m")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -254,7 +257,8 @@ def test_a_port_in_use_stops_start_up(known_answer_dir, listener):
         ports = {"grpc_port": port} if listener == "gRPC" else {"grpc_port": free_port(), "rest_api_port": port}
         server = _in_process_server(ServerOptions(model_base_path=base, **ports), [ModelConfig("m", base)])
 
-        with pytest.raises(ConfigError, match=f"cannot listen for {listener} on 127.0.0.1:{port}"):
+        with pytest.raises(ConfigError, match=f"cannot listen for {listener} on 127.0.0.1:{port}: Address already in "
+                                              "use \\(checked before loading any model\\)"):
             try:
                 server.start(threading.Event())
             finally:

@@ -196,6 +196,27 @@ def test_start_up_waits_for_a_first_version_when_polling(tmp_path, manager_facto
         thread.join(WAIT_S)
 
 
+def test_a_model_without_versions_says_what_it_waits_for_and_how_long(tmp_path, manager_factory, caplog):
+    base = make_versions(tmp_path / "m")
+    manager = manager_factory(poll_interval_s=0.05)
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: manager.serve([ModelConfig("m", base)], stop), daemon=True)
+    thread.start()
+    try:
+        poll_until(lambda: any("No versions of servable m" in r.getMessage() for r in caplog.records), WAIT_S,
+                   "the warning")
+    finally:
+        stop.set()
+        thread.join(WAIT_S)
+    (message,) = {r.getMessage() for r in caplog.records if "No versions of servable m" in r.getMessage()}
+    assert message == (
+        f"No versions of servable m found under base path {base}; waiting for a version directory (a number, "
+        f"e.g. {base}/1, holding a SavedModel), checked every 0.05 s (--file_system_poll_wait_seconds), with no "
+        "time limit, as TF Serving waits; until one loads, the model is not AVAILABLE and a starting server does "
+        "not open its ports"
+    )
+
+
 def test_start_up_returns_false_when_stopped(tmp_path, manager_factory):
     stop = threading.Event()
     stop.set()

@@ -7,6 +7,8 @@ The binary's flags are parsed, and its `main` run up to the refusal, in this pro
 
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -214,3 +216,21 @@ def test_specific_policy_needs_versions():
         model_config.from_proto(tfs_protos.parse_text(
             'model_config_list { config { name: "a" base_path: "/m" model_platform: "tensorflow" '
             'model_version_policy { specific { } } } }', tfs_protos.ModelServerConfig))
+
+
+def test_the_rest_body_budget_admits_what_fits_and_waits_for_room():
+    from tfs_bench.server import rest
+
+    budget = rest.ByteBudget(10)
+    assert budget.acquire(8, None)
+    assert not budget.acquire(3, time.monotonic())  # no room, deadline reached: refused at once
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(budget.acquire(3, time.monotonic() + 60)))
+    waiter.start()
+    budget.release(8)
+    waiter.join(60)
+    assert got == [True] and budget.in_use == 3
+    assert budget.acquire(7, None) and budget.in_use == 10  # exactly full is allowed
+    budget.release(10)
+    assert budget.acquire(50, None)  # larger than the whole budget: admitted alone
+    assert not budget.acquire(1, time.monotonic())

@@ -373,8 +373,13 @@ def main(argv):
     printer = _Printer(_SLA_PERCENTILE.value, _SLA_MS.value)
     monitoring = _monitoring()
     observer = printer if monitoring is None else driver.ChainedObserver(printer, monitoring)
-    with monitoring or contextlib.nullcontext():  # stops the monitor even when a run raises
-        _measure(config, observer)
+    try:
+        with monitoring or contextlib.nullcontext():  # stops the monitor even when a run raises
+            _measure(config, observer)
+    except KeyboardInterrupt:
+        print(f"interrupted: every window measured so far is kept in {config.output_dir}; a run that did not "
+              f"finish has {run_files.FAILURE_FILE} instead of {run_files.SUMMARY_FILE}", file=sys.stderr)
+        sys.exit(130)
     _say(f"results: {config.output_dir}")
 
 

@@ -39,6 +39,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from pathlib import Path
 
+from tfs_bench.load import liveness
 from tfs_bench.load import run_files
 from tfs_bench.load import search
 from tfs_bench.load import request_bodies
@@ -362,6 +363,16 @@ def _run(
             clock = measurement.run()
             stopped = pool.stop()
     except BaseException as e:
+        # What was measured stays: windows.jsonl and the records are flushed as they come; the
+        # marker says the run ended early and why, for `report` and for a reader of the files.
+        interrupted = isinstance(e, (KeyboardInterrupt, SystemExit))
+        try:
+            run_files.write_failure(run_dir, run_files.RunFailure(
+                label, started_at, _now(), run_files.INTERRUPTED if interrupted else run_files.FAILED,
+                "interrupted" if interrupted else (str(e) or type(e).__name__), windows.count,
+            ))
+        except OSError:
+            pass  # the disk failing too must not hide the error itself
         observer.run_failed(label, e)  # e.g. the monitors stop their threads
         raise
     finally:
@@ -440,6 +451,7 @@ class _Measurement:
         self._arrivals = {
             t.tenant: ArrivalCounter(t.schedule()) for t in config.mix.tenants if t.open_loop
         }
+        self._server = liveness.ServerWatch(config.request_timeout_s)
 
     def _scheduled(self, start_ns: int, end_ns: int) -> dict[str, int]:
         """Each open-loop tenant's arrivals intended in [start_ns, end_ns) (boundaries in order)."""
@@ -460,6 +472,11 @@ class _Measurement:
         cpu_at_last_boundary = wait_at_last_boundary = None
         while not clock.done:
             self._take(pool.poll(tick_s))
+            gone = self._server.gone(time.perf_counter_ns())
+            if gone is not None:
+                after = sum(w.end_ns > self._server.failing_since_ns for w in clock.windows)
+                raise LoadError(f"{gone}; stopped after {self._windows.count} window(s), which are kept "
+                                f"({after} of them ended after the first UNAVAILABLE)")
             boundary = clock.tick(min(self._sent_since_boundary[t] for t in self._offered))
             if boundary is None:
                 continue
@@ -496,11 +513,13 @@ class _Measurement:
         return clock
 
     def _take(self, records: list[RequestRecord]) -> None:
+        self._server.observe(records)
         self._unwindowed += records
         self._sent_since_boundary.update(r.tenant for r in records if not r.dropped)
 
     def _close_boundary(self, records: list[RequestRecord], end_ns: int) -> list[RequestRecord]:
         """The records done before `end_ns` (all of them are here now); keeps the rest for later."""
+        self._server.observe(records)
         self._unwindowed += records
         before = [r for r in self._unwindowed if r.done_ns < end_ns]
         self._unwindowed = [r for r in self._unwindowed if r.done_ns >= end_ns]

@@ -157,7 +157,7 @@ def _grpc_signatures(target: str, model: str, timeout_s: float) -> dict[str, tup
         try:
             grpc.channel_ready_future(channel).result(timeout=timeout_s)
         except grpc.FutureTimeoutError:
-            raise LoadError(f"no gRPC connection to {target} within {timeout_s:g} s") from None
+            raise LoadError(f"no gRPC connection to {target} within {timeout_s:g} s{_why_not_grpc(target)}") from None
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         try:
             response = stub.GetModelMetadata(request, timeout=timeout_s)
@@ -178,6 +178,21 @@ def _grpc_signatures(target: str, model: str, timeout_s: float) -> dict[str, tup
     }
 
 
+def _why_not_grpc(target: str) -> str:
+    """A hint for a target gRPC could not reach: nothing listening, or an HTTP/1.1 server there."""
+    address = addresses.parse(target)
+    try:
+        with socket.create_connection((address.host, address.port), timeout=2) as probe:
+            probe.sendall(b"GET / HTTP/1.1\r\nHost: probe\r\n\r\n")
+            answer = probe.recv(16)
+    except OSError as e:
+        return f" ({e.strerror or e})"
+    if answer.startswith(b"HTTP/1."):
+        return (": it answers HTTP/1.1, so it is likely a REST port (TF Serving's --rest_api_port); "
+                "use --protocol=rest for it, or the server's gRPC --port")
+    return ""
+
+
 def _rest_signatures(target: str, model: str, timeout_s: float) -> dict[str, tuple[InputSpec, ...]]:
     address = addresses.parse(target)
     host, port = address.host, address.port
@@ -186,6 +201,11 @@ def _rest_signatures(target: str, model: str, timeout_s: float) -> dict[str, tup
         connection.request("GET", f"/v1/models/{urllib.parse.quote(model, safe='')}/metadata")
         response = connection.getresponse()
         body = response.read()
+    except http.client.HTTPException:
+        raise LoadError(
+            f"{target} does not answer HTTP/1.1 (no status line came back): a gRPC port? --protocol=rest needs the "
+            "server's REST port (TF Serving's --rest_api_port); for its gRPC --port use --protocol=grpc"
+        ) from None
     except OSError as e:
         raise LoadError(f"GET metadata of {model!r} from {target} failed: {e}") from None
     finally:

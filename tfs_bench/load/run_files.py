@@ -7,6 +7,9 @@ A run directory holds:
   worker-<k>.log      worker k's stderr
   windows.jsonl       one WindowSummary per line, appended and flushed as each window closes
   summary.json        a RunSummary: the RunResult and the run's facts, written atomically at the end
+  failure.json        instead of summary.json when the run did not finish: a RunFailure saying
+                      why (the server went away, a worker failed, Ctrl-C) and how many windows
+                      windows.jsonl kept
   resources.jsonl     with monitoring only (tfs_bench.load.resources_file)
 A sweep or search directory holds run.json (a RunManifest with the experiment's settings),
 summary.json (an ExperimentSummary of every run so far, rewritten atomically after each run)
@@ -49,7 +52,10 @@ SCHEMA_VERSION = 1  # of run.json and summary.json (windows.jsonl lines carry Wi
 RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
 WINDOWS_FILE = "windows.jsonl"
+FAILURE_FILE = "failure.json"
 KIND_RUN = "run"
+FAILED = "failed"
+INTERRUPTED = "interrupted"
 _T = TypeVar("_T")
 
 
@@ -287,6 +293,38 @@ class RunSummary:
 
 
 @dataclasses.dataclass(frozen=True)
+class RunFailure:
+    """failure.json: a run that stopped before its summary, why, and what it kept.
+
+    `ended` is FAILED (the server went away, a worker died, an error) or INTERRUPTED (Ctrl-C, a
+    signal); `windows` is the number of windows windows.jsonl holds, all measured in full.
+    """
+
+    label: str
+    started_at: str
+    ended_at: str
+    ended: str
+    reason: str
+    windows: int
+
+    def __post_init__(self):
+        if self.ended not in (FAILED, INTERRUPTED):
+            raise ValueError(f"ended must be {FAILED!r} or {INTERRUPTED!r}, got {self.ended!r}")
+        if not self.reason:
+            raise ValueError("a run failure needs its reason")
+        if self.windows < 0:
+            raise ValueError(f"windows must be >= 0, got {self.windows}")
+
+    def to_json(self) -> dict:
+        return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> "RunFailure":
+        _check_schema(d, "run failure")
+        return cls(d["label"], d["started_at"], d["ended_at"], d["ended"], d["reason"], d["windows"])
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentRun:
     """One run of an experiment: a sweep's level (`concurrency`) or a probe (`rate_rps`)."""
 
@@ -453,6 +491,15 @@ def write_summary(run_dir: Path, summary: RunSummary | ExperimentSummary) -> Non
     write_json_atomic(run_dir / SUMMARY_FILE, summary.to_json())
 
 
+def write_failure(run_dir: Path, failure: RunFailure) -> None:
+    write_json_atomic(run_dir / FAILURE_FILE, failure.to_json())
+
+
+def read_failure(run_dir: str | os.PathLike) -> RunFailure:
+    """failure.json of a run that did not finish; raises RunFileError."""
+    return _read_json(Path(run_dir) / FAILURE_FILE, RunFailure.from_json)
+
+
 def read_summary(run_dir: str | os.PathLike) -> RunSummary | ExperimentSummary:
     """summary.json: a RunSummary for a run directory, an ExperimentSummary for a sweep or search."""
     return _read_json(Path(run_dir) / SUMMARY_FILE, _summary_from_json)
@@ -478,10 +525,12 @@ class WindowLog:
 
     def __init__(self, run_dir: Path):
         self._file = open(run_dir / WINDOWS_FILE, "a", encoding="utf-8")
+        self.count = 0
 
     def append(self, window: WindowSummary) -> None:
         self._file.write(json.dumps(window.to_json()) + "\n")
         self._file.flush()
+        self.count += 1
 
     def close(self) -> None:
         self._file.close()

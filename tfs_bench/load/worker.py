@@ -10,7 +10,9 @@ Sending runs on one asyncio event loop (grpc.aio, or a REST thread pool behind i
   or records them as DROPPED when the tenant already has its share of `max_outstanding` in
   flight. A slow server therefore never slows the schedule; a busy loop shows up as late sends.
 - closed loop: each of the worker's `concurrency` slots sends its next request as soon as the
-  previous one completes; its intended time is that completion.
+  previous one completes; its intended time is that completion. After an UNAVAILABLE (a refused
+  or lost connection) the slot backs off, 1 ms doubling to 100 ms, so a dead server does not
+  make it spin.
 - event-loop lag: how long a callback posted to the loop from another thread waits before it
   runs. Every pacer hand-off is a sample, and a probe thread posts one every
   `lag_probe_interval_s` (the parent picks about 100 per window: thread wake-ups are not free).
@@ -41,6 +43,7 @@ from collections.abc import Iterator
 from tfs_bench import stats
 from tfs_bench.cpu_priority import set_generator_priority
 from tfs_bench.errors import TfsBenchError
+from tfs_bench.load.liveness import UNAVAILABLE
 from tfs_bench.load.records import STATUS_DROPPED
 from tfs_bench.load.records import RecordCsvWriter
 from tfs_bench.load.records import RequestRecord
@@ -66,6 +69,10 @@ from tfs_bench.ticker import Ticker
 
 _MAX_ARRIVALS_PER_HANDOFF = 256
 _MAX_REST_THREADS = 64
+# A closed-loop slot whose request ended UNAVAILABLE waits 1, 2, 4 ... ms, at most 100 ms, before
+# the next one; any other answer resets it.
+_FIRST_BACKOFF_S = 0.001
+_MAX_BACKOFF_S = 0.1
 _PLAN_LINE_LIMIT = 1 << 30  # plans carry request bodies (images): allow long lines
 
 
@@ -276,11 +283,21 @@ class WorkerEngine:
         if delay_s > 0:
             await asyncio.sleep(delay_s)
         intended_ns = max(self._start_ns, time.perf_counter_ns())
+        backoff_s = 0.0
         while not self._stopping:
-            intended_ns = await self._request(tenant, intended_ns)
+            record = await self._request(tenant, intended_ns)
+            intended_ns = record.done_ns
+            if record.status_code != UNAVAILABLE:
+                backoff_s = 0.0
+                continue
+            # A refused connection fails at once: without a pause a dead server makes this loop
+            # spin at tens of thousands of records a second until the driver notices.
+            backoff_s = min(max(2 * backoff_s, _FIRST_BACKOFF_S), _MAX_BACKOFF_S)
+            await asyncio.sleep(backoff_s)
+            intended_ns = time.perf_counter_ns()
 
-    async def _request(self, tenant: _Tenant, intended_ns: int) -> int:
-        """Sends one request and records it; returns its done_ns."""
+    async def _request(self, tenant: _Tenant, intended_ns: int) -> RequestRecord:
+        """Sends one request and records it; returns the record."""
         issued_ns = time.perf_counter_ns()
         try:
             reply = await tenant.transport.predict(tenant.body(), tenant.share.rest_path)
@@ -289,15 +306,14 @@ class WorkerEngine:
             raise
         return self._record(tenant, intended_ns, reply.sent_ns, reply.status_code, reply.response_bytes)
 
-    def _record(self, tenant: _Tenant, intended_ns: int, sent_ns: int | None, status: str, size: int) -> int:
-        done_ns = time.perf_counter_ns()
+    def _record(self, tenant: _Tenant, intended_ns: int, sent_ns: int | None, status: str, size: int) -> RequestRecord:
         share = tenant.share
-        self._pending.append(
-            RequestRecord(
-                share.model, share.tenant, intended_ns, sent_ns, done_ns, share.batch_size, status, size, self._plan.worker
-            )
+        record = RequestRecord(
+            share.model, share.tenant, intended_ns, sent_ns, time.perf_counter_ns(), share.batch_size, status, size,
+            self._plan.worker,
         )
-        return done_ns
+        self._pending.append(record)
+        return record
 
     # -- records and usage
 
@@ -419,6 +435,10 @@ def main() -> int:
 
     try:
         asyncio.run(serve(send))
+    except BrokenPipeError:
+        # The parent is gone (killed): nobody to report to. The records are already written.
+        print("load worker: the driver went away; stopped", file=sys.stderr)
+        return 0
     except TfsBenchError as e:
         send(ErrorEvent(str(e)))
         return 1

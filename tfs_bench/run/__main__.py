@@ -30,7 +30,9 @@ from tfs_bench.load.windows import window_policy
 from tfs_bench.plan.placement import HOSTINGS
 from tfs_bench.report.build import report_after_run
 from tfs_bench.run import experiment
+from tfs_bench.run.journal import JOURNAL_FILE
 from tfs_bench.run.orchestrate import run_experiment
+from tfs_bench.run.orchestrate import unfinished_steps
 from tfs_bench.run.runner import Where
 from tfs_bench.stats import REPORTED_PERCENTILES
 
@@ -112,8 +114,12 @@ _SAVED_MODELS_DIR = flags.DEFINE_string("saved_models_dir", "saved_models", "Whe
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "runs", "Where run directories are created.")
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "This run's directory (default <runs_dir>/<UTC time>-<name>).")
 _RESUME = flags.DEFINE_bool("resume", False, "Continue an unfinished run (--run_dir, or the newest of --name).")
+_STOP_ON_FAILURE = flags.DEFINE_bool(
+    "stop_on_failure", False,
+    "Stop at the first failed step (the run stays resumable) instead of moving on to the next one.",
+)
 
-_NOT_THE_EXPERIMENT = ("resume", "run_dir", "flagfile")
+_NOT_THE_EXPERIMENT = ("resume", "run_dir", "flagfile", "stop_on_failure")
 
 
 @flag_rules.rule("models")
@@ -237,11 +243,17 @@ def main(argv):
     try:
         directory = run_experiment(
             spec, where, experiment_flagfile(), sys.argv, runs_dir=_RUNS_DIR.value, run_dir=_RUN_DIR.value,
-            resume=_RESUME.value,
+            resume=_RESUME.value, stop_on_failure=_STOP_ON_FAILURE.value,
         )
     except KeyboardInterrupt:
         sys.exit(130)
-    if not report_after_run(directory, costing):
+    reported = report_after_run(directory, costing)
+    unfinished = unfinished_steps(directory)
+    if unfinished:
+        print(f"error: {len(unfinished)} step(s) did not finish done (the journal, {directory / JOURNAL_FILE}, "
+              "says why); the report covers the others", file=sys.stderr)
+        sys.exit(3)
+    if not reported:
         sys.exit(1)
 
 

@@ -38,7 +38,9 @@ from tfs_bench.run.manifest import ModelFacts
 from tfs_bench.run.manifest import read_manifest
 from tfs_bench.run.manifest import write_manifest
 from tfs_bench.run.progress import Progress
+from tfs_bench.run.journal import StepRecord
 from tfs_bench.run.runner import Runner
+from tfs_bench.run.runner import StoppedOnFailure
 from tfs_bench.run.runner import Where
 
 EXPORT_TIMEOUT_S = 3600
@@ -56,6 +58,7 @@ def run_experiment(
     resume: bool = False,
     out: Callable[[str], None] = print,
     machine_probe: Callable[[], tuple[machine.TensorFlowInfo, machine.GpuInfo]] | None = None,
+    stop_on_failure: bool = False,
 ) -> Path:
     """Runs (or resumes) the experiment; returns its run directory. Raises TfsBenchError on bad
     input; KeyboardInterrupt leaves the run resumable."""
@@ -102,15 +105,21 @@ def run_experiment(
         )
         write_manifest(directory, state["manifest"])
 
-    runner = Runner(spec, where, directory, journal, progress, out, on_priority=on_priority)
+    runner = Runner(spec, where, directory, journal, progress, out, on_priority=on_priority,
+                    stop_on_failure=stop_on_failure)
     try:
         runner.run(steps)
+    except StoppedOnFailure as e:
+        # Not finished: --resume runs the steps after this one (the failed step stays failed).
+        out(f"stopped: {e} (--stop_on_failure); {_finished_count(directory)} of {len(steps)} step(s) finished; "
+            f"continue with the same flags and --resume --run_dir={directory}")
     except KeyboardInterrupt:
         out(f"interrupted: {_finished_count(directory)} of {len(steps)} step(s) finished; continue with the same "
             f"flags and --resume --run_dir={directory}")
         raise
-    state["manifest"] = dataclasses.replace(state["manifest"], finished_at=_now())
-    write_manifest(directory, state["manifest"])
+    else:
+        state["manifest"] = dataclasses.replace(state["manifest"], finished_at=_now())
+        write_manifest(directory, state["manifest"])
     for line in headlines(steps, journal):
         out(line)
     out(f"results: {directory}")
@@ -244,6 +253,11 @@ def _estimates(spec: RunSpec) -> dict[str, float]:
         "framework": run_s + 10.0,  # a server of its own starts first
         "raw": len(spec.concurrency) * (spec.raw_duration_s + policy.warmup_s + 4.0),
     }
+
+
+def unfinished_steps(directory: Path) -> list[StepRecord]:
+    """The journal's steps that finished failed or skipped, in the order they finished."""
+    return [r for r in Journal(directory).records.values() if r.status != "done"]
 
 
 def headlines(steps: Sequence[Step], journal: Journal) -> list[str]:

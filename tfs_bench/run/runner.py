@@ -83,6 +83,10 @@ class StepFailed(Exception):
     """A step cannot give its figures; the message says why (it goes to the journal)."""
 
 
+class StoppedOnFailure(Exception):
+    """A step failed and the runner was told to stop there (--stop_on_failure)."""
+
+
 class Runner:
     def __init__(
         self,
@@ -93,7 +97,9 @@ class Runner:
         progress: Progress,
         out: Callable[[str], None] = print,
         on_priority: Callable[[str], None] | None = None,
+        stop_on_failure: bool = False,
     ):
+        self._stop_on_failure = stop_on_failure
         self._spec = spec
         self._where = where
         self._dir = Path(run_dir)
@@ -173,6 +179,8 @@ class Runner:
         record = StepRecord(step.id, status, started_at, _now(), took_s, step.id if measured else None, {}, error)
         self._journal.append(record)
         self._progress.finished(step, status, error)
+        if status == "failed" and self._stop_on_failure:
+            raise StoppedOnFailure(f"step {step.id} failed")
 
     # -- servers
 

@@ -53,6 +53,29 @@ _REST_API_PORT = flags.DEFINE_integer("rest_api_port", 0, "HTTP/REST port (0 = o
 _REST_API_TIMEOUT_IN_MS = flags.DEFINE_integer(
     "rest_api_timeout_in_ms", 30000, "Deadline for REST requests.", lower_bound=0
 )
+_REST_MAX_BODY_BYTES = flags.DEFINE_integer(
+    "rest_max_body_bytes", 64 * 2**20,
+    "Largest REST request body; a larger one gets 413 without being read (ours).", lower_bound=1,
+)
+_REST_MAX_INFLIGHT_BODY_BYTES = flags.DEFINE_integer(
+    "rest_max_inflight_body_bytes", 128 * 2**20,
+    "REST body bytes read and parsed at once (JSON takes 10-40x its size in memory); later bodies "
+    "wait for room until their deadline, then get 503 (ours).", lower_bound=1,
+)
+_REST_IDLE_TIMEOUT_S = flags.DEFINE_float(
+    "rest_idle_timeout_s", 30.0,
+    "Close a REST connection that sends nothing for this long, idle or mid-request (ours).",
+    lower_bound=0.001,
+)
+_REST_MAX_CONNECTIONS = flags.DEFINE_integer(
+    "rest_max_connections", 512,
+    "Open REST connections served at once; more get 503 and are closed (ours).", lower_bound=1,
+)
+_MAX_TENSOR_FILL_BYTES = flags.DEFINE_integer(
+    "max_tensor_fill_bytes", 64 * 2**20,
+    "Bytes of a request tensor TensorFlow would fill because its values fall short of its shape; "
+    "beyond this the request gets INVALID_ARGUMENT (ours).", lower_bound=0,
+)
 _HOST = flags.DEFINE_string(
     "host", "127.0.0.1", "Address the gRPC and REST listeners bind (ours, not TF Serving's)."
 )
@@ -154,6 +177,11 @@ def _options() -> options_lib.ServerOptions:
         grpc_max_threads=_GRPC_MAX_THREADS.value,
         rest_api_port=_REST_API_PORT.value,
         rest_api_timeout_ms=_REST_API_TIMEOUT_IN_MS.value,
+        rest_max_body_bytes=_REST_MAX_BODY_BYTES.value,
+        rest_max_inflight_body_bytes=_REST_MAX_INFLIGHT_BODY_BYTES.value,
+        rest_idle_timeout_s=_REST_IDLE_TIMEOUT_S.value,
+        rest_max_connections=_REST_MAX_CONNECTIONS.value,
+        max_tensor_fill_bytes=_MAX_TENSOR_FILL_BYTES.value,
         model_config_file_poll_wait_s=_MODEL_CONFIG_FILE_POLL_WAIT_SECONDS.value,
         file_system_poll_wait_s=_FILE_SYSTEM_POLL_WAIT_SECONDS.value,
         enable_batching=_ENABLE_BATCHING.value,

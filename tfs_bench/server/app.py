@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import select
 import signal
+import socket
 import time
 
 from absl import logging
 
+from tfs_bench import addresses
 from tfs_bench.errors import ConfigError
 from tfs_bench.ticker import Ticker
 from tfs_bench.server import batching
@@ -93,6 +95,28 @@ class _ConfigFilePoller:
             logging.error("Model config reload from %s failed: %s", self._path, e)
 
 
+def _check_ports_free(options: ServerOptions) -> None:
+    """Fails start-up at once when a listening port is taken.
+
+    TF Serving opens its ports only after every model has loaded, so a port in use shows up
+    minutes into a start-up with large models; checking first says so in milliseconds. (Another
+    process can still take the port before it is bound; that fails at bind time, as before.)
+    """
+    for listener, port in (("gRPC", options.grpc_port), ("HTTP/REST", options.rest_api_port)):
+        if not port:
+            continue
+        family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds: TIME_WAIT is no conflict
+            try:
+                probe.bind((options.host, port))
+            except OSError as e:
+                raise ConfigError(
+                    f"cannot listen for {listener} on {addresses.join(options.host, port)}: {e.strerror or e} "
+                    "(checked before loading any model)"
+                ) from None
+
+
 class ModelServer:
     """One embedded server: models, batch scheduler, metrics, gRPC and REST listeners."""
 
@@ -122,6 +146,7 @@ class ModelServer:
         Raises ConfigError when the server cannot start; call stop() in either case.
         """
         options = self._options
+        _check_ports_free(options)
         devices.configure_threads(*options.thread_counts)
         devices.limit_gpu_memory(options.per_process_gpu_memory_fraction)
         if self._config.batching is not None:
@@ -177,7 +202,7 @@ class ModelServer:
             port=options.grpc_port,
             socket_path=options.grpc_socket_path,
             channel_arguments=options.grpc_channel_arguments,
-            prediction_service=grpc_service.PredictionService(inference),
+            prediction_service=grpc_service.PredictionService(inference, options.max_tensor_fill_bytes),
             model_service=grpc_service.ModelService(self._models, options.reload_timeout_s),
             max_workers=threads,
         )
@@ -197,7 +222,13 @@ class ModelServer:
             inference, self._models, options.rest_api_timeout_ms, self._metrics, self._config.prometheus_path
         )
         try:
-            self._rest = rest.RestServer(options.host, options.rest_api_port, api)
+            limits = rest.RestLimits(
+                max_body_bytes=options.rest_max_body_bytes,
+                max_inflight_body_bytes=options.rest_max_inflight_body_bytes,
+                idle_timeout_s=options.rest_idle_timeout_s,
+                max_connections=options.rest_max_connections,
+            )
+            self._rest = rest.RestServer(options.host, options.rest_api_port, api, limits)
         except OSError as e:
             raise ConfigError(f"cannot listen for HTTP/REST on {options.host}:{options.rest_api_port}: {e}") from None
         self._rest.start()

@@ -3,8 +3,11 @@ MultiInference, GetModelMetadata) and ModelService."""
 
 from __future__ import annotations
 
+import functools
 import time
 from concurrent import futures
+
+from absl import logging
 
 import grpc
 from tensorflow_serving.apis import get_model_metadata_pb2
@@ -39,17 +42,41 @@ def _require_model_spec(request) -> None:
         raise status.invalid_argument("Missing ModelSpec")
 
 
+def _answers_with_status(method):
+    """Every way a handler can fail reaches the client as a status, never as grpcio's UNKNOWN.
+
+    ServingError carries TF Serving's code and text; running out of memory is RESOURCE_EXHAUSTED;
+    anything else is a defect of this server: INTERNAL, and one log line naming it. Messages are
+    clipped (status.clip) so an echoed name cannot push the status past the client's limit.
+    """
+
+    @functools.wraps(method)
+    def handler(self, request, context):
+        try:
+            return method(self, request, context)
+        except ServingError as e:
+            code, message = e.code, e.message
+        except MemoryError:
+            code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, "the server ran out of memory for this request"
+        except Exception as e:  # noqa: BLE001 - the client must get an answer, and the log one line
+            logging.error("%s failed: %s: %s", method.__name__, type(e).__name__, status.clip(str(e), 500))
+            code, message = grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}"
+        context.abort(code, status.clip(message))
+
+    return handler
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, inference: inference_lib.Inference):
+    def __init__(self, inference: inference_lib.Inference,
+                 max_fill_bytes: int = tensors.DEFAULT_MAX_FILL_BYTES):
         self._inference = inference
         self._predictor = inference.predictor
+        self._max_fill_bytes = max_fill_bytes
 
+    @_answers_with_status
     def Predict(self, request, context):
-        try:
-            with self._predictor.observe_request(request.model_spec.name, predict.ENTRYPOINT_GRPC):
-                return self._predict(request, context)
-        except ServingError as e:
-            context.abort(e.code, e.message)
+        with self._predictor.observe_request(request.model_spec.name, predict.ENTRYPOINT_GRPC):
+            return self._predict(request, context)
 
     def _predict(self, request, context):
         _require_model_spec(request)
@@ -59,7 +86,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             output_filter=tuple(request.output_filter),
             deadline_s=_deadline_s(context),
         )
-        result = self._predictor.predict(call, predict.proto_decoder(request.inputs))
+        result = self._predictor.predict(call, predict.proto_decoder(request.inputs, self._max_fill_bytes))
         response = predict_pb2.PredictResponse()
         for alias, array in result.outputs.items():
             tensors.from_numpy(array, response.outputs[alias])
@@ -68,38 +95,36 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.signature_name = result.signature.name
         return response
 
+    @_answers_with_status
     def GetModelMetadata(self, request, context):
-        try:
-            _require_model_spec(request)
-            predict.check_metadata_fields(request.metadata_field)
-            servable = self._predictor.find(predict.target_of(request.model_spec))
-        except ServingError as e:
-            context.abort(e.code, e.message)
+        _require_model_spec(request)
+        predict.check_metadata_fields(request.metadata_field)
+        servable = self._predictor.find(predict.target_of(request.model_spec))
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
         response.metadata[predict.SIGNATURE_DEF_FIELD].CopyFrom(servable.signature_def_any)
         return response
 
+    @_answers_with_status
     def Classify(self, request, context):
         return self._examples_call(inference_lib.API_CLASSIFY, request.model_spec.name,
                                    self._inference.classify, request, context)
 
+    @_answers_with_status
     def Regress(self, request, context):
         return self._examples_call(inference_lib.API_REGRESS, request.model_spec.name,
                                    self._inference.regress, request, context)
 
+    @_answers_with_status
     def MultiInference(self, request, context):
         name = request.tasks[0].model_spec.name if request.tasks else ""
         return self._examples_call(inference_lib.API_MULTI_INFERENCE, name,
                                    self._inference.multi_inference, request, context)
 
     def _examples_call(self, api, model_name, method, request, context):
-        try:
-            with self._predictor.observe_request(model_name, predict.ENTRYPOINT_GRPC, api):
-                return method(request, _deadline_s(context))
-        except ServingError as e:
-            context.abort(e.code, e.message)
+        with self._predictor.observe_request(model_name, predict.ENTRYPOINT_GRPC, api):
+            return method(request, _deadline_s(context))
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -107,13 +132,11 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self._models = models
         self._reload_timeout_s = reload_timeout_s
 
+    @_answers_with_status
     def GetModelStatus(self, request, context):
-        try:
-            _require_model_spec(request)
-            target = predict.target_of(request.model_spec)
-            statuses = self._models.version_statuses(target.name, target.version, target.label)
-        except ServingError as e:
-            context.abort(e.code, e.message)
+        _require_model_spec(request)
+        target = predict.target_of(request.model_spec)
+        statuses = self._models.version_statuses(target.name, target.version, target.label)
         response = get_model_status_pb2.GetModelStatusResponse()
         for version_status in statuses:
             entry = response.model_version_status.add(
@@ -123,19 +146,17 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             entry.status.error_message = version_status.error_message
         return response
 
+    @_answers_with_status
     def HandleReloadConfigRequest(self, request, context):
         try:
             configs = model_config.from_proto(request.config)
         except ConfigError as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            raise status.invalid_argument(str(e)) from None
         remaining = context.time_remaining()
         timeout_s = self._reload_timeout_s
         if remaining is not None:
             timeout_s = min(timeout_s, remaining * _RELOAD_DEADLINE_SHARE)
-        try:
-            self._models.reload(configs, timeout_s)
-        except ServingError as e:
-            context.abort(e.code, e.message)
+        self._models.reload(configs, timeout_s)
         response = model_management_pb2.ReloadConfigResponse()
         response.status.SetInParent()
         return response

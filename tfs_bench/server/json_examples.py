@@ -23,6 +23,7 @@ from tensorflow.core.example import example_pb2
 from tensorflow.core.example import feature_pb2
 from tensorflow_serving.apis import input_pb2
 
+from tfs_bench.server import json_body
 from tfs_bench.server import status
 
 MAX_ECHO_CHARS = 1024
@@ -65,12 +66,7 @@ def parse_examples_body(raw: bytes) -> ExamplesBody:
     """The body of a :classify or :regress request; raises ServingError (INVALID_ARGUMENT)."""
     if not raw.strip():
         raise status.invalid_argument("JSON Parse error: The document is empty")
-    try:
-        document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise status.invalid_argument(f"JSON Parse error: {e}") from None
-    except RecursionError:
-        raise status.invalid_argument("JSON Parse error: the document nests too deeply") from None
+    document = json_body.parse(raw)
     if not isinstance(document, dict):
         raise status.invalid_argument(f"JSON Value: {_echo(document)} Is not object")
     signature_name = document.get("signature_name", "")

@@ -9,11 +9,11 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import json
 from typing import Any, Mapping
 
 import numpy as np
 
+from tfs_bench.server import json_body
 from tfs_bench.server import predict
 from tfs_bench.server import status
 from tfs_bench.server.servables import Signature
@@ -30,10 +30,7 @@ class PredictBody:
 
 
 def parse_predict_body(raw: bytes) -> PredictBody:
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise status.invalid_argument(f"JSON Parse error: {e}") from None
+    body = json_body.parse(raw)
     if not isinstance(body, dict):
         raise status.invalid_argument("JSON Value: the request body must be a JSON object")
     signature_name = body.get("signature_name", "")
@@ -97,9 +94,14 @@ def _to_array(value, signature: Signature, alias: str) -> np.ndarray:
         if spec.numpy_dtype == object:
             return np.array(_strings(value), dtype=object)
         return np.asarray(value, dtype=spec.numpy_dtype)
-    except (ValueError, TypeError, binascii.Error) as e:
+    except (ValueError, TypeError, OverflowError, binascii.Error) as e:
         raise status.invalid_argument(
-            f"Failed to process element: {alias} of 'inputs' as {spec.dtype_name}: {e}"
+            f"Failed to process element: {status.clip_value(alias)} of 'inputs' as {spec.dtype_name}: "
+            f"{status.clip_value(str(e), 300)}"
+        ) from None
+    except RecursionError:
+        raise status.invalid_argument(
+            f"Failed to process element: {status.clip_value(alias)} of 'inputs': it nests too deeply"
         ) from None
 
 

@@ -277,7 +277,7 @@ class ModelManager:
         aspired = config.policy.select(on_disk)
         if not aspired:
             self._warn(record, f"No versions of servable {config.name} found under base path "
-                               f"{config.base_path}")
+                               f"{config.base_path}" + self._waiting_for(config, on_disk))
         with self._lock:
             to_load = [v for v in aspired if not _attempted(record.versions.get(v))]
         for version in sorted(to_load, reverse=True):
@@ -364,6 +364,16 @@ class ModelManager:
             serving[name] = _ServingModel(available, latest, dict(config.label_versions))
         self._serving = serving
         self._changed.notify_all()
+
+    def _waiting_for(self, config: ModelConfig, on_disk) -> str:
+        """What a model without versions waits for, and for how long (TF Serving only says the first part)."""
+        found = f" (found {sorted(on_disk)}, which its version policy does not serve)" if on_disk else ""
+        if self._poll_interval_s <= 0:
+            return found
+        return (f"{found}; waiting for a version directory (a number, e.g. {os.path.join(config.base_path, '1')}, "
+                f"holding a SavedModel), checked every {self._poll_interval_s:g} s "
+                "(--file_system_poll_wait_seconds), with no time limit, as TF Serving waits; "
+                "until one loads, the model is not AVAILABLE and a starting server does not open its ports")
 
     def _warn(self, record: _ModelRecord, message: str) -> None:
         if record.warned != message:

@@ -120,6 +120,11 @@ class ServerOptions:
     grpc_max_threads: int = 0  # 0: grpc_handler_threads' default
     rest_api_port: int = 0
     rest_api_timeout_ms: int = 30000
+    rest_max_body_bytes: int = 64 * 2**20
+    rest_max_inflight_body_bytes: int = 128 * 2**20
+    rest_idle_timeout_s: float = 30.0
+    rest_max_connections: int = 512
+    max_tensor_fill_bytes: int = 64 * 2**20
     model_config_file_poll_wait_s: int = 0
     file_system_poll_wait_s: int = 1
     enable_batching: bool = False
@@ -144,6 +149,12 @@ class ServerOptions:
                      "grpc_max_threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("rest_max_body_bytes", "rest_max_inflight_body_bytes", "rest_idle_timeout_s",
+                     "rest_max_connections"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.max_tensor_fill_bytes < 0:
+            raise ConfigError(f"max_tensor_fill_bytes must be >= 0, got {self.max_tensor_fill_bytes}")
         if self.reload_timeout_s <= 0 or self.shutdown_grace_s < 0:
             raise ConfigError("reload_timeout_s must be > 0 and shutdown_grace_s >= 0")
 

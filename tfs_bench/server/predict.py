@@ -87,7 +87,7 @@ def check_input_aliases(signature: Signature, aliases: Collection[str]) -> None:
             )
 
 
-def proto_decoder(inputs: Mapping) -> Decoder:
+def proto_decoder(inputs: Mapping, max_fill_bytes: int = tensors.DEFAULT_MAX_FILL_BYTES) -> Decoder:
     """A decoder for a request's map of TensorProtos (gRPC requests and warm-up records)."""
 
     def decode(signature: Signature) -> dict[str, np.ndarray]:
@@ -95,7 +95,9 @@ def proto_decoder(inputs: Mapping) -> Decoder:
         arrays = {}
         for alias, proto in inputs.items():
             try:
-                arrays[alias] = tensors.to_numpy(proto)
+                arrays[alias] = tensors.to_numpy(proto, max_fill_bytes)
+            except tensors.TensorLimitError as e:
+                raise status.invalid_argument(f"tensor {alias}: {e}") from None
             except tensors.TensorParseError:
                 raise status.invalid_argument(f"tensor parsing error: {alias}") from None
         return arrays

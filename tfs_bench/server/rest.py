@@ -5,15 +5,18 @@ Routes: GET model status and metadata; POST :predict, :classify and :regress.
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import re
 import socket
+import sys
 import threading
 import time
 import urllib.parse
 
 import grpc
+from absl import logging
 from google.protobuf import json_format
 from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
@@ -87,6 +90,14 @@ class RestApi:
             return 200, "application/json", json.dumps(self._route(method, path, body)).encode()
         except ServingError as e:
             return http_status(e.code), "application/json", _error_body(e.message)
+        except MemoryError:
+            return 429, "application/json", _error_body("the server ran out of memory for this request")
+        except RecursionError:
+            return 400, "application/json", _error_body("the request nests too deeply")
+        except Exception as e:  # noqa: BLE001 - every request gets an answer, and the log one line
+            logging.error("REST %s %s failed: %s: %s", method, status.clip_value(path),
+                          type(e).__name__, status.clip(str(e), 500))
+            return 500, "application/json", _error_body(f"{type(e).__name__}: {e}")
 
     def _route(self, method: str, path: str, body: bytes) -> dict:
         if method == "POST" and (match := _PREDICT_PATH.fullmatch(path)):
@@ -105,7 +116,7 @@ class RestApi:
         raise status.invalid_argument(f"Malformed request: {method} {path}")
 
     def _predict(self, target: predict.ModelTarget, raw: bytes) -> dict:
-        deadline_s = self._deadline_s()
+        deadline_s = self.deadline_s()
         with self._predictor.observe_request(target.name, predict.ENTRYPOINT_REST):
             body = json_tensors.parse_predict_body(raw)
             self._check_signature(target, body.signature_name)
@@ -127,12 +138,13 @@ class RestApi:
             _set_model_spec(request.model_spec, target, body.signature_name)
             request.input.CopyFrom(body.input)
             if classify:
-                response = self._inference.classify(request, self._deadline_s())
+                response = self._inference.classify(request, self.deadline_s())
                 return json_examples.classification_json(response.result)
-            response = self._inference.regress(request, self._deadline_s())
+            response = self._inference.regress(request, self.deadline_s())
             return json_examples.regression_json(response.result)
 
-    def _deadline_s(self) -> float | None:
+    def deadline_s(self) -> float | None:
+        """When a request arriving now must be answered (--rest_api_timeout_in_ms; None: never)."""
         return time.monotonic() + self._timeout_ms / 1000 if self._timeout_ms > 0 else None
 
     def _check_signature(self, target: predict.ModelTarget, signature_name: str) -> None:
@@ -186,7 +198,20 @@ def _set_model_spec(spec, target: predict.ModelTarget, signature_name: str) -> N
 
 
 def _error_body(message: str) -> bytes:
-    return json.dumps({"error": message}).encode()
+    return json.dumps({"error": status.clip(message)}).encode()
+
+
+@dataclasses.dataclass(frozen=True)
+class RestLimits:
+    """What one client may cost the REST front end (the server's --rest_* flags)."""
+
+    max_body_bytes: int = 64 * 2**20
+    # Parsing JSON takes 10 to 40 bytes of memory per byte of body: bodies read and parsed at
+    # once are bounded by this many bytes; later ones wait for room until their deadline.
+    max_inflight_body_bytes: int = 128 * 2**20
+    idle_timeout_s: float = 30.0
+    max_connections: int = 512
+    backlog: int = 1024  # the kernel caps it at net.core.somaxconn
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -194,28 +219,65 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "tfs_bench"
 
     def setup(self):
+        # Every read waits at most this long: an idle keep-alive connection, a half-sent request
+        # or a TLS hello on the plain port closes instead of holding a thread for ever.
+        self.timeout = self.server.limits.idle_timeout_s
         super().setup()
         # Headers and body go out in two writes; with Nagle's algorithm the second one waits for
         # the client's delayed ACK, which adds 40 ms to every keep-alive request.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.connections.add(self.connection)
-
-    def finish(self):
-        self.server.connections.discard(self.connection)
-        super().finish()
 
     def do_GET(self):
         self._respond(*self.server.api.handle("GET", self.path, b""))
 
     def do_POST(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        self._respond(*self.server.api.handle("POST", self.path, body))
+        length = self._body_length()
+        if length is None:
+            return
+        budget = self.server.body_budget
+        if not budget.acquire(length, self.server.api.deadline_s()):
+            self._refuse(503, f"the server is busy reading and parsing {budget.in_use} bytes of REST "
+                              f"bodies (--rest_max_inflight_body_bytes={budget.capacity}); try again")
+            return
+        try:
+            body = self.rfile.read(length) if length else b""
+            if len(body) < length:  # the client went away, or stopped sending until the timeout
+                self.close_connection = True
+                return
+            self._respond(*self.server.api.handle(self.command, self.path, body))
+        finally:
+            budget.release(length)
 
-    def _respond(self, code: int, content_type: str, body: bytes):
+    # TF Serving routes every method through one handler, which calls what it does not serve a
+    # malformed request (400); the stdlib would answer 501 with an HTML page.
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_POST
+
+    def _body_length(self) -> int | None:
+        """Content-Length, or None after refusing the request (and closing: its body is unread)."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._refuse(411, "chunked request bodies are not supported: send Content-Length")
+        text = (self.headers.get("Content-Length") or "0").strip()
+        if not text.isdigit() or not text.isascii():
+            return self._refuse(400, f"invalid Content-Length: {status.clip_value(text, 40)!r}")
+        length, limit = int(text), self.server.limits.max_body_bytes
+        if length > limit:
+            return self._refuse(
+                413, f"request body of {length} bytes is larger than this server's limit of "
+                     f"{limit} bytes (--rest_max_body_bytes)"
+            )
+        return length
+
+    def _refuse(self, code: int, message: str) -> None:
+        self.close_connection = True
+        self._respond(code, "application/json", _error_body(message), close=True)
+        return None
+
+    def _respond(self, code: int, content_type: str, body: bytes, close: bool = False):
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if close:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
@@ -227,19 +289,85 @@ class _HttpServer(http.server.ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins the request threads
     block_on_close = True
 
-    def __init__(self, address, api: RestApi):
+    def __init__(self, address, api: RestApi, limits: RestLimits):
         self.api = api
+        self.limits = limits
+        self.request_queue_size = limits.backlog  # socketserver's default of 5 drops connections
+        self.body_budget = ByteBudget(limits.max_inflight_body_bytes)
         self.connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def process_request(self, request, client_address):
+        with self._connections_lock:
+            full = len(self.connections) >= self.limits.max_connections
+            if not full:
+                self.connections.add(request)
+        if full:
+            _turn_away(request, self.limits.max_connections)
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self._connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request, client_address):
+        # A client that resets its connection is not worth a traceback; a defect here gets a line.
+        error = sys.exc_info()[1]
+        if not isinstance(error, (ConnectionError, TimeoutError)):
+            logging.error("REST connection from %s failed: %s: %s", client_address[0],
+                          type(error).__name__, status.clip(str(error), 500))
+
+
+class ByteBudget:
+    """Bytes of request bodies in memory at once; a body larger than the whole budget still gets
+    in, alone."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.in_use = 0
+        self._room = threading.Condition()
+
+    def acquire(self, size: int, deadline_s: float | None) -> bool:
+        """Waits for room for `size` bytes until `deadline_s` (time.monotonic); False if none came."""
+        with self._room:
+            while self.in_use and self.in_use + size > self.capacity:
+                remaining = None if deadline_s is None else deadline_s - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._room.wait(remaining)
+            self.in_use += size
+            return True
+
+    def release(self, size: int) -> None:
+        with self._room:
+            self.in_use -= size
+            self._room.notify_all()
+
+
+def _turn_away(connection: socket.socket, limit: int) -> None:
+    body = _error_body(f"too many connections: this server serves {limit} at once (--rest_max_connections)")
+    reply = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+             b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    try:
+        connection.settimeout(1.0)
+        connection.sendall(reply)
+        connection.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    finally:
+        connection.close()
 
 
 class RestServer:
     """Serves a RestApi on a TCP port from a background thread."""
 
-    def __init__(self, host: str, port: int, api: RestApi):
-        self._server = _HttpServer((host, port), api)
+    def __init__(self, host: str, port: int, api: RestApi, limits: RestLimits = RestLimits()):
+        self._server = _HttpServer((host, port), api, limits)
         self._thread = threading.Thread(target=self._server.serve_forever, name="rest-server")
 
     @property

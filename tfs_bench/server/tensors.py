@@ -60,8 +60,21 @@ _HALF_BITS = (_DT.DT_HALF, _DT.DT_BFLOAT16)  # stored as their 16 bits in int32 
 _COMPLEX_PARTS = {_DT.DT_COMPLEX64: np.float32, _DT.DT_COMPLEX128: np.float64}
 
 
+# TensorFlow fills a tensor whose typed values fall short of its shape (zeros, or the last value
+# repeated), so a 45-byte request can ask for gigabytes. Filled elements, those not on the wire,
+# are bounded by this many bytes per tensor unless the server is told otherwise.
+DEFAULT_MAX_FILL_BYTES = 64 * 2**20
+# numpy's limit on dimensions (TensorFlow's is 254; beyond 64 no model here could take it).
+MAX_RANK = 64
+_MAX_BYTES = 2**63 - 1  # numpy's limit on an array's size in bytes
+
+
 class TensorParseError(ValueError):
     """The proto does not describe a tensor (TF's FromProto would fail)."""
+
+
+class TensorLimitError(TensorParseError):
+    """A well-formed tensor this server refuses to build; the message says which limit and why."""
 
 
 def dtype_enum_of(array: np.ndarray) -> int:
@@ -80,11 +93,18 @@ def numpy_dtype(dtype_enum: int) -> np.dtype:
         raise TensorParseError(f"unsupported dtype {dtype_enum}") from None
 
 
-def to_numpy(tensor) -> np.ndarray:
-    """Decodes a TensorProto; raises TensorParseError where TF's Tensor::FromProto fails."""
+def to_numpy(tensor, max_fill_bytes: int = DEFAULT_MAX_FILL_BYTES) -> np.ndarray:
+    """Decodes a TensorProto; raises TensorParseError where TF's Tensor::FromProto fails.
+
+    Raises TensorLimitError, before allocating anything, when the typed values fall short of the
+    shape by more than `max_fill_bytes` of filled elements.
+    """
     dtype = numpy_dtype(tensor.dtype)
     shape = _shape(tensor.tensor_shape)
     count = math.prod(shape)
+    # numpy refuses such a shape even with a zero dimension in it (TensorFlow counts entries only).
+    if math.prod(size for size in shape if size) * dtype.itemsize > _MAX_BYTES:
+        raise TensorLimitError(f"shape {_shape_text(shape)} is too large for this server")
     # Each read of a bytes field hands out a new copy (1 ms for a batch of eight 224 px float32
     # images): read it once.
     content = tensor.tensor_content if tensor.dtype != _DT.DT_STRING else b""
@@ -92,21 +112,45 @@ def to_numpy(tensor) -> np.ndarray:
         if len(content) != count * dtype.itemsize:
             raise TensorParseError("tensor_content size does not match the shape")
         return np.frombuffer(content, dtype=dtype).reshape(shape)
-    values = _typed_values(tensor, dtype)
+    field = getattr(tensor, _FIELD[tensor.dtype])
+    _check_fill(shape, count, len(field), dtype, max_fill_bytes)
+    values = _typed_values(tensor, field, dtype)
     return _fill(values, count, dtype).reshape(shape)
 
 
 def _shape(shape_proto) -> tuple[int, ...]:
     if shape_proto.unknown_rank:
         raise TensorParseError("a request tensor must have a known rank")
+    if len(shape_proto.dim) > MAX_RANK:
+        raise TensorLimitError(
+            f"a tensor of rank {len(shape_proto.dim)}; this server takes at most {MAX_RANK} dimensions"
+        )
     shape = tuple(dim.size for dim in shape_proto.dim)
     if any(size < 0 for size in shape):
         raise TensorParseError("a request tensor must have a fully known shape")
     return shape
 
 
-def _typed_values(tensor, dtype: np.dtype) -> np.ndarray:
-    field = getattr(tensor, _FIELD[tensor.dtype])
+def _check_fill(shape: tuple[int, ...], count: int, given: int, dtype: np.dtype, limit: int) -> None:
+    filled = count - given
+    if filled <= 0:
+        return
+    # Strings are filled with references to one empty string: a pointer each.
+    filled_bytes = filled * dtype.itemsize
+    if filled_bytes > limit:
+        raise TensorLimitError(
+            f"shape {_shape_text(shape)} holds {count} values but the request gives {given}; "
+            f"filling the other {filled} would take {filled_bytes} bytes, more than this server's "
+            f"--max_tensor_fill_bytes={limit}"
+        )
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    text = "[" + ",".join(str(size) for size in shape[:8]) + (",...]" if len(shape) > 8 else "]")
+    return text if len(text) <= 200 else text[:200] + "...]"
+
+
+def _typed_values(tensor, field, dtype: np.dtype) -> np.ndarray:
     if tensor.dtype == _DT.DT_STRING:
         return np.array(list(field), dtype=object)
     if tensor.dtype in _HALF_BITS:

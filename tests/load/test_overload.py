@@ -1,0 +1,34 @@
+"""Open loop at three times the server's capacity: the generator drops instead of growing, the
+server stays up with bounded memory, and serves normally afterwards (bench/overload.py measures
+the same for a minute and prints the figures docs/reliability.md quotes)."""
+
+from pathlib import Path
+
+import pytest
+
+from bench import bench_server
+from bench import overload
+from tfs_bench.export import savedmodels
+from tfs_bench.plan import placement
+
+
+@pytest.mark.slow
+def test_three_times_capacity_is_dropped_not_queued_and_the_server_recovers(tmp_path):
+    export = savedmodels.export(savedmodels.ExportRequest("mobilenet_v2_small", str(tmp_path / "saved_models"),
+                                                          measure_footprint=False))
+    entry = placement.load_model_entry(export.card.export_name, str(export.version_dir.parent.absolute()))
+    with bench_server.planned_server([entry], tmp_path) as server:
+        got = overload.overload(server, export, factor=3.0, overload_s=15.0, max_outstanding=64, work_dir=Path(tmp_path))
+        alive = server.poll() is None
+
+    assert alive, got
+    assert got["offered_rps"] == pytest.approx(3 * got["capacity_rps"], rel=0.01)
+    # At most 64 in flight: the excess is DROPPED by the generator and counted, never queued.
+    assert got["dropped"] > 0.3 * got["scheduled"], got
+    assert got["ok"] + got["dropped"] + sum(got["errors_by_code"].values()) <= got["scheduled"] + 64
+    assert got["verdict"] == "INVALID"  # an overloaded run is never reported as a capacity
+    memory = got["memory"]
+    assert memory["generator"]["peak_mib"] - memory["generator"]["start_mib"] < 300, memory
+    assert memory["server"]["peak_mib"] - memory["server"]["start_mib"] < 500, memory
+    assert got["recovery_s"] is not None and got["recovery_s"] < 10, got
+    assert got["throughput_after_rps"] > 0.6 * got["capacity_rps"], got
