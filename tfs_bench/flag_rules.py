@@ -17,6 +17,7 @@ before `main`, and the same check serves library callers, who get the ConfigErro
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from absl import flags
 
@@ -53,6 +54,26 @@ def positive(*names: str, flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Each named flag, when given (not None), must be > 0."""
     for name in names:
         rule(name, flag_values=flag_values)(_positive_check(name))
+
+
+def directory_path_problem(flag: str, path: str | None) -> str | None:
+    """Why `path` cannot be (or be made) a directory: it, or the nearest existing parent, is a file."""
+    if not path:
+        return None
+    here = Path(path).absolute()
+    for candidate in (here, *here.parents):
+        if candidate.exists():
+            if candidate.is_dir():
+                return None
+            where = "" if candidate == here else f": {candidate}"
+            return f"--{flag} {here}{where} is a file, not a directory"
+    return None
+
+
+def directory(*names: str, flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Each named flag, when given, must name a directory or a path one can be made at."""
+    for name in names:
+        rule(name, flag_values=flag_values)(lambda path, name=name: directory_path_problem(name, path))
 
 
 def _positive_check(name: str) -> Check:

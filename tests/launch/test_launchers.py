@@ -413,6 +413,42 @@ def test_a_server_that_exits_at_once_fails_the_launch_with_its_exit_code(models_
     assert _children() == []
 
 
+def _corrupt_model(tmp_path: Path) -> list[str]:
+    version = tmp_path / "corrupt" / "1"
+    version.mkdir(parents=True)
+    (version / "saved_model.pb").write_bytes(b"not a SavedModel")
+    return ["--model_name=corrupt", f"--model_base_path={version.parent}"]
+
+
+def _malformed_config(tmp_path: Path) -> list[str]:
+    config = tmp_path / "models.config"
+    config.write_text("model_config_list { config { name: 'm' base_path: }")
+    return [f"--model_config_file={config}"]
+
+
+@pytest.mark.parametrize(
+    "make_flags, reason",
+    [
+        (_corrupt_model, "failed to load: Could not parse SavedModel at "),
+        (lambda tmp_path: ["--model_name=m", f"--model_base_path={tmp_path / 'nowhere'}"],
+         "Could not find base path "),
+        (_malformed_config, "Error parsing text-format tensorflow.serving.ModelServerConfig: 1:"),
+    ],
+    ids=["corrupt_saved_model", "missing_base_path", "malformed_config"],
+)
+def test_a_server_that_cannot_start_fails_the_launch_at_once_with_its_reason(tmp_path, make_flags, reason):
+    spec = launchers.EmbeddedSpec(tuple(make_flags(tmp_path)), ("m",), str(tmp_path / "logs"),
+                                  ready_timeout_s=READY_TIMEOUT_S)
+    started = time.monotonic()
+    with pytest.raises(launchers.ServerExitedError) as raised:
+        launchers.launch(spec)
+    assert time.monotonic() - started < READY_TIMEOUT_S / 2  # at once, not at the deadline
+    assert raised.value.exit_code == 1
+    tail = str(raised.value).split("---")[-1]
+    assert "Failed to start server. Error: " in tail and reason in tail, tail
+    assert _children() == []
+
+
 @pytest.mark.slow
 def test_models_that_never_become_available_time_out_with_the_log_tail(models_dir, tmp_path):
     never = tmp_path / "models" / "never_ready"

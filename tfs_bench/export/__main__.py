@@ -20,6 +20,7 @@ from tfs_bench.errors import exits_cleanly
 _MODELS = flags.DEFINE_list("models", [], f"Models to export: {', '.join(zoo.MODELS)}.")
 _LIST = flags.DEFINE_bool("list", False, "Print every model with its input shape and exit.")
 _SAVED_MODELS_DIR = flags.DEFINE_string("saved_models_dir", "saved_models", "Where exports go.")
+flag_rules.directory("saved_models_dir")
 _MODEL_VERSION = flags.DEFINE_integer("model_version", 1, "Version directory to write.", lower_bound=0)
 _INPUT_ENCODING = flags.DEFINE_enum(
     "input_encoding",

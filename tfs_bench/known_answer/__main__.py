@@ -11,10 +11,12 @@ from __future__ import annotations
 from absl import app
 from absl import flags
 
+from tfs_bench import flag_rules
 from tfs_bench.export import known_answer
 from tfs_bench.export import tf1_known_answer
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "saved_models", "Where to write the models.")
+flag_rules.directory("output_dir")
 
 
 def main(argv):

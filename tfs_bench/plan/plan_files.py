@@ -23,6 +23,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from tfs_bench import flag_rules
 from tfs_bench import tfs_protos
 from tfs_bench.errors import ConfigError
 from tfs_bench.plan import docker_deploy
@@ -94,13 +95,9 @@ def server_flags(server: placement.ServerPlan, files: ConfigFiles, ports: bool =
 def write_plan(plan: placement.Plan, output_dir: str | os.PathLike, docker_image: str) -> Path:
     """Writes every file of the plan; the directory is replaced whole, never left half-written."""
     output_dir = Path(output_dir).absolute()
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ConfigError(f"--output_dir {output_dir} is a file, not a directory")
-    for parent in output_dir.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"--output_dir {output_dir}: {parent} is a file, not a directory")
-            break
+    problem = flag_rules.directory_path_problem("output_dir", str(output_dir))
+    if problem:
+        raise ConfigError(problem)
     if output_dir.exists() and any(output_dir.iterdir()) and not (output_dir / PLAN_FILE).exists():
         raise ConfigError(f"{output_dir} is not empty and holds no {PLAN_FILE}; refusing to replace it")
     output_dir.parent.mkdir(parents=True, exist_ok=True)
