@@ -1,6 +1,10 @@
 """The embedded server under open-loop load at several times its capacity, and after it.
 
-  python -m bench.overload [--model=mobilenet_v2_small] [--factor=3] [--overload_s=60] [--output=FILE.json]
+  python -m bench.overload [--model=mobilenet_v2_small] [--factor=3] [--overload_s=60] [--batching]
+                           [--output=FILE.json]
+
+With --batching the server batches (BATCHING below: at most 4 batches of 8 queued), so a full
+queue answers UNAVAILABLE, as TF Serving's does, instead of requests waiting for a thread.
 
 1. capacity: closed loop at concurrency 4 on one server with --model (exported if missing);
    the baseline latency is the median of sequential Predicts.
@@ -40,6 +44,8 @@ from tfs_bench.load.schedule import TrafficMix
 from tfs_bench.load.verdict import ValidityCriteria
 from tfs_bench.load.windows import WindowPolicy
 from tfs_bench.plan import placement
+
+BATCHING = placement.BatchingSpec(max_batch_size=8, batch_timeout_micros=2000, max_enqueued_batches=4)
 
 
 class Sampler:
@@ -185,9 +191,11 @@ def main(argv):
     export = savedmodels.export(savedmodels.ExportRequest(flag.model, flag.saved_models_dir, measure_footprint=False))
     entry = placement.load_model_entry(export.card.export_name, str(export.version_dir.parent.absolute()))
     with tempfile.TemporaryDirectory(prefix="tfs_bench_overload_") as tmp:
-        with bench_server.planned_server([entry], Path(tmp)) as server:
+        request = {"batching": BATCHING} if flag.batching else {}
+        with bench_server.planned_server([entry], Path(tmp), **request) as server:
             figures = overload(server, export, flag.factor, flag.overload_s, flag.max_outstanding, Path(tmp))
             figures["server_alive"] = server.poll() is None
+            figures["batching"] = flag.batching
     print(json.dumps(figures, indent=2))
     if flag.output:
         Path(flag.output).write_text(json.dumps(figures, indent=2) + "\n")
@@ -201,6 +209,7 @@ def _define_flags():
     flags.DEFINE_float("factor", 3.0, "Offered rate as a multiple of the measured capacity.", lower_bound=1.0)
     flags.DEFINE_float("overload_s", 60.0, "Seconds of overload (in 5 s windows).", lower_bound=5.0)
     flags.DEFINE_integer("max_outstanding", 1000, "The generator's cap on requests in flight.", lower_bound=1)
+    flags.DEFINE_bool("batching", False, "Serve with server-side batching (a bounded queue).")
     flags.DEFINE_string("output", None, "Also write the figures here as JSON.")
 
 
