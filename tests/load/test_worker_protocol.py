@@ -1,6 +1,8 @@
 """The driver–worker pipe: the plan, commands and events round-trip, and a real worker speaks them."""
 
+import asyncio
 import dataclasses
+import gc
 import json
 import subprocess
 
@@ -11,6 +13,7 @@ from conftest import run_env
 from tfs_bench.child_process import module_argv
 from tfs_bench.launch.ports import free_port
 from tfs_bench.load import worker_protocol
+from tfs_bench.load.worker import WorkerEngine
 from tfs_bench.load.worker_protocol import ErrorEvent
 from tfs_bench.load.worker_protocol import FlushedEvent
 from tfs_bench.load.worker_protocol import MarkCommand
@@ -128,3 +131,23 @@ def test_a_real_worker_reads_the_plan_and_reports_its_failure_as_an_error_event(
     [line] = proc.stdout.splitlines(keepends=True)
     event = worker_protocol.decode_event(line)
     assert isinstance(event, ErrorEvent) and f"cannot reach REST target {target}" in event.message
+
+
+def test_a_failure_that_raced_the_parents_exit_is_not_printed_as_never_retrieved(tmp_path):
+    # A killed driver closes both pipes at once: the flusher's write fails (the engine's failure)
+    # while stdin's EOF stops the loop, and the stop reply fails too. Whichever error ends the
+    # worker, the other must not reach the log as "Future exception was never retrieved".
+    plan = WorkerPlan(0, 1, "rest", (dataclasses.replace(SHARE, target=f"127.0.0.1:{free_port()}"),),
+                      str(tmp_path / "r.csv"))
+    reported = []
+
+    async def race():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: reported.append(context))
+        engine = WorkerEngine(plan, send=lambda event: None)
+        engine._fail(BrokenPipeError(32, "Broken pipe"))
+        await engine.close()
+        del engine
+        gc.collect()
+
+    asyncio.run(race())
+    assert reported == []

@@ -364,6 +364,11 @@ class WorkerEngine:
 
     async def close(self) -> None:
         self._stopping = True
+        if self.failed.done() and not self.failed.cancelled():
+            # Raised by serve(), or superseded by the error that ended it (the parent's pipe closing
+            # mid-stop fails the flusher and the stop reply at once): retrieved, so asyncio does not
+            # print it as "never retrieved" into the worker's log.
+            self.failed.exception()
         for transport in self._transports.values():
             await transport.close()
         self._writer.close()
@@ -419,7 +424,10 @@ async def serve(send: Callable[[Event], None]) -> None:
                 send(engine.mark(command.end_ns))
             elif isinstance(command, StopCommand):
                 break
-        send(await engine.stop())
+        stopped = await engine.stop()
+        if engine.failed.done():
+            engine.failed.result()  # a failure that came with the stop still ends the run with its error
+        send(stopped)
     finally:
         await engine.close()
 
