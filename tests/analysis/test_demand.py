@@ -21,7 +21,10 @@ def test_demand_items_become_rates_per_model():
     assert parse_demand([]) == {}
 
 
-@pytest.mark.parametrize("item", ["tiny_cnn", "=5", "tiny_cnn=", "tiny_cnn=fast", "tiny_cnn=-1", "tiny_cnn=inf", "tiny_cnn=nan"])
+# "tiny_cnn=5=5": the model is what comes before the first "=", so the rate "5=5" is no number (split at
+# the last "=", it would be read as 5/s of a model named "tiny_cnn=5").
+@pytest.mark.parametrize("item", ["tiny_cnn", "=5", "tiny_cnn=", "tiny_cnn=fast", "tiny_cnn=-1", "tiny_cnn=inf", "tiny_cnn=nan",
+                                  "tiny_cnn=5=5"])
 def test_a_bad_demand_item_is_refused_by_name(item):
     with pytest.raises(ConfigError, match=exactly(
             f"--demand takes MODEL=INFERENCES_PER_S items with a rate >= 0, e.g. tiny_cnn=500, got {item!r}")):

@@ -1,15 +1,19 @@
 """configs/prices.csv against the project's price sources, and every rule of the price-table reader."""
 
+import codecs
 import dataclasses
 import datetime
 import io
 import math
 import re
+import subprocess
+import sys
 
 import pytest
 
 from conftest import REPO_ROOT
 from conftest import exactly
+from conftest import run_env
 from tfs_bench.analysis import prices
 from tfs_bench.errors import ConfigError
 
@@ -137,6 +141,7 @@ def test_line_numbers_count_a_quoted_field_that_spans_lines():
     ({"vcpus": "4.0"}, "column vcpus: '4.0' is not a whole number"),
     ({"vcpus": "0"}, "column vcpus: must be ≥ 1, got 0"),
     ({"gpu_count": "-1"}, "column gpu_count: must be ≥ 0, got -1"),
+    ({"gpu_count": "one"}, "column gpu_count: 'one' is not a whole number"),
     ({"memory_gib": "lots"}, "column memory_gib: 'lots' is not a number"),
     ({"memory_gib": "0"}, "column memory_gib: must be above 0, got 0"),
     ({"usd_per_hour": ""}, "column usd_per_hour: '' is not a number"),
@@ -150,6 +155,8 @@ def test_line_numbers_count_a_quoted_field_that_spans_lines():
     ({"gpu_model": ""}, "column gpu_model: empty, but gpu_count is 1 (a GPU row names its model)"),
     ({"gpu_memory_gib": ""}, "column gpu_memory_gib: empty, but gpu_count is 1"),
     ({"gpu_memory_gib": "-16"}, "column gpu_memory_gib: must not be negative, got -16.0"),
+    ({"gpu_memory_gib": "lots"}, "column gpu_memory_gib: 'lots' is not a number"),
+    ({"gpu_memory_gib": "inf"}, "column gpu_memory_gib: 'inf' is not a finite number"),
     ({"gpu_count": "0", "gpu_memory_gib": ""}, "column gpu_model: 'T4' given, but gpu_count is 0"),
     ({"gpu_count": "0", "gpu_model": ""}, "column gpu_memory_gib: 16.0 given, but gpu_count is 0"),
     ({"provider": " "}, "column provider: must not be empty, got ''"),
@@ -183,6 +190,8 @@ def test_a_row_with_the_wrong_number_of_fields():
     (HEADER.replace("vcpus,memory_gib", "cpus,memory"), "t.csv, line 1: missing column(s) vcpus, memory_gib"),
     (HEADER + ",comment", "t.csv, line 1: unknown column(s) comment; the columns are " + ", ".join(prices.COLUMNS)),
     (HEADER + ",note", "t.csv, line 1: column(s) named twice: note"),
+    (HEADER + ",region,note,region", "t.csv, line 1: column(s) named twice: note, region"),
+    (HEADER + ",comment,alias", "t.csv, line 1: unknown column(s) comment, alias; the columns are " + ", ".join(prices.COLUMNS)),
 ])
 def test_a_bad_header_is_named(header, message):
     with pytest.raises(ConfigError, match=exactly(message)):
@@ -211,6 +220,35 @@ def test_read_prices_names_a_missing_file_and_one_that_is_not_text(tmp_path):
         prices.read_prices(binary)
 
 
+def test_a_cell_that_spans_lines_is_read_as_the_file_holds_it(tmp_path):
+    # csv needs the file opened with newline="": otherwise the CRLF inside the quoted note would
+    # reach it as "\n", and the note would not be the text the file holds.
+    path = tmp_path / "crlf.csv"
+    path.write_bytes((HEADER + "\r\n" + _line(note='"one\r\ntwo"') + "\r\n" + _line(instance="b", vcpus="x") + "\r\n")
+                     .encode("utf-8"))
+    with pytest.raises(ConfigError, match=exactly(f"{path}, line 4, column vcpus: 'x' is not a whole number")):
+        prices.read_prices(path)
+    path.write_bytes((HEADER + "\r\n" + _line(note='"one\r\ntwo"') + "\r\n").encode("utf-8"))
+    (row,) = prices.read_prices(path)
+    assert row.note == "one\r\ntwo"
+
+
+def test_the_table_is_read_as_utf_8_whatever_the_locale(table):
+    # Under the C locale without Python's UTF-8 mode, open() would default to ASCII and stop at the
+    # "×" of "n1-standard-4 + 1×T4"; read_prices names its encoding, so the table reads the same.
+    env = {**run_env(), "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    code = ("import locale, sys; from tfs_bench.analysis import prices; "
+            "print(locale.getpreferredencoding(False)); "
+            f"print(len(prices.read_prices({str(PRICE_TABLE)!r})))")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    locale_encoding, rows = done.stdout.split()
+    if codecs.lookup(locale_encoding).name == "utf-8":
+        pytest.skip("the C locale is UTF-8 on this machine; nothing to tell apart")
+    assert int(rows) == len(table) == len(prices.read_prices(PRICE_TABLE))
+    assert "n1-standard-4 + 1×T4" in {r.instance for r in table}
+
+
 def test_read_prices_names_the_path_it_was_given(tmp_path):
     path = tmp_path / "p.csv"
     path.write_text(HEADER + "\n" + _line(vcpus="x") + "\n")
@@ -224,6 +262,11 @@ def test_a_price_row_built_in_code_is_checked_too():
         dataclasses.replace(row, vcpus=True)
     with pytest.raises(ConfigError, match=exactly("column usd_per_hour: must be a finite number, got nan")):
         dataclasses.replace(row, usd_per_hour=math.nan)
+    # a bool is an int to Python, and a number in text is no number: each refused on its own
+    with pytest.raises(ConfigError, match=exactly("column memory_gib: must be a finite number, got True")):
+        dataclasses.replace(row, memory_gib=True)
+    with pytest.raises(ConfigError, match=exactly("column usd_per_hour: must be a finite number, got '0.526'")):
+        dataclasses.replace(row, usd_per_hour="0.526")
     with pytest.raises(ConfigError, match=exactly("column observed: must be a date, got '2026-07-20'")):
         dataclasses.replace(row, observed="2026-07-20")
     with pytest.raises(ConfigError, match=r"^column observed: must be a date, got datetime\.datetime"):

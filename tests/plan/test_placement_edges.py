@@ -323,3 +323,118 @@ def test_version_directories_messages_name_the_problem(tmp_path):
 def test_a_single_core_range_and_labels_in_any_case():
     assert placement.parse_core_list("3-3") == (3,)
     assert placement.parse_version_labels("a:Stable-2=4") == {"a": {"Stable-2": 4}}
+
+
+# ----------------------------------------------------------------------------- plan.json's records, one fault at a time
+
+
+def hosted(**changes) -> placement.HostedModel:
+    fields = {"name": "m", "base_path": "/models/m", "versions": (1,), "labels": {}}
+    return placement.HostedModel(**{**fields, **changes})
+
+
+def server(**changes) -> placement.ServerPlan:
+    fields = {"name": "s", "models": (hosted(),), "host": "127.0.0.1", "grpc_port": 8500, "rest_port": 8501,
+              "gpu_memory_fraction": None, "cpu_set": None, "threads": placement.Threads()}
+    return placement.ServerPlan(**{**fields, **changes})
+
+
+@pytest.mark.parametrize("name", ["", 5], ids=["empty", "not text"])
+def test_a_hosted_model_needs_a_name(name):
+    with pytest.raises(ConfigError, match=exactly(f"a hosted model needs a name, got {name!r}")):
+        hosted(name=name)
+
+
+@pytest.mark.parametrize(
+    "versions, refused",
+    [((0,), False), ((0, 7), False), ((-1,), True), ((1, -1), True), ((1.0,), True), ((True,), True), ((), True)],
+    ids=["zero", "zero and seven", "negative", "one negative", "float", "bool", "none"],
+)
+def test_served_versions_are_non_negative_integers(versions, refused):
+    if refused:
+        with pytest.raises(ConfigError, match=exactly(
+            f"model 'm' needs at least one served version, as non-negative integers; got {list(versions)}"
+        )):
+            hosted(versions=versions)
+    else:
+        assert hosted(versions=versions).versions == versions
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [{1: 1}, {"stable": "1"}, {"stable": 1.0}, {"stable": True}],
+    ids=["name not text", "version text", "version float", "version bool"],
+)
+def test_labels_map_names_to_integer_versions(labels):
+    with pytest.raises(ConfigError, match=exactly(f"labels of model 'm' must map names to versions, got {labels!r}")):
+        hosted(labels=labels)
+
+
+def test_labels_naming_served_versions_are_accepted():
+    assert hosted(versions=(0, 1), labels={"stable": 0, "canary": 1}).labels == {"stable": 0, "canary": 1}
+
+
+@pytest.mark.parametrize("name", ["", 5], ids=["empty", "not text"])
+def test_a_plan_server_needs_a_name(name):
+    with pytest.raises(ConfigError, match=exactly(f"a plan server needs a name, got {name!r}")):
+        server(name=name)
+
+
+@pytest.mark.parametrize("host", ["", 5], ids=["empty", "not text"])
+def test_a_plan_server_needs_a_host(host):
+    with pytest.raises(ConfigError, match=exactly("plan server 's' has no host")):
+        server(host=host)
+
+
+def test_every_model_a_server_lists_twice_is_named():
+    with pytest.raises(ConfigError, match=exactly("plan server 's' lists a more than once")):
+        server(models=(hosted(name="a"), hosted(name="a")))
+    with pytest.raises(ConfigError, match=exactly("plan server 's' lists a, b more than once")):
+        server(models=(hosted(name="b"), hosted(name="a"), hosted(name="c"), hosted(name="a"), hosted(name="b")))
+    assert [m.name for m in server(models=(hosted(name="a"), hosted(name="b"))).models] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "rest_port, refused", [(0, False), (1, False), (65535, False), (65536, True), (-1, True)],
+    ids=["no REST", "lowest", "highest", "above", "negative"],
+)
+def test_rest_port_zero_means_no_rest_listener_and_others_are_ports(rest_port, refused):
+    if refused:
+        with pytest.raises(ConfigError, match=exactly(
+            f"REST port of plan server 's' must be in 1..65535, got {rest_port}"
+        )):
+            server(rest_port=rest_port)
+    else:
+        assert server(rest_port=rest_port).rest_port == rest_port
+
+
+@pytest.mark.parametrize(
+    "fraction, refused",
+    [(None, False), (0.001, False), (1, False), (1.0, False), (0.0, True), (-0.5, True), (1.001, True), (1.5, True),
+     ("0.5", True)],
+    ids=["default", "smallest", "whole int", "whole", "zero", "negative", "just over", "over", "text"],
+)
+def test_a_servers_gpu_memory_fraction_is_in_0_to_1(fraction, refused):
+    if refused:
+        with pytest.raises(ConfigError, match=exactly(
+            f"GPU memory fraction of plan server 's' must be in (0, 1], got {fraction!r}"
+        )):
+            server(gpu_memory_fraction=fraction)
+    else:
+        assert server(gpu_memory_fraction=fraction).gpu_memory_fraction == fraction
+
+
+@pytest.mark.parametrize(
+    "cpu_set, refused",
+    [(None, False), ((0,), False), ((0, 3), False), ((), True), ((-1,), True), ((0, -1), True), ((1.0,), True),
+     ((True,), True)],
+    ids=["unpinned", "core 0", "two cores", "empty", "negative", "one negative", "float", "bool"],
+)
+def test_a_servers_cpu_set_is_non_empty_core_numbers(cpu_set, refused):
+    if refused:
+        with pytest.raises(ConfigError, match=exactly(
+            f"cpu_set of plan server 's' must be non-empty core numbers, got {cpu_set}"
+        )):
+            server(cpu_set=cpu_set)
+    else:
+        assert server(cpu_set=cpu_set).cpu_set == cpu_set

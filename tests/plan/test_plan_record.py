@@ -71,6 +71,19 @@ def test_to_json_and_from_json_are_inverse(models, tmp_path):
     assert record.batching.allowed_batch_sizes == (2, 8)
 
 
+def test_every_field_of_a_server_reads_back_from_its_json():
+    # The planned servers above leave gpu_memory_fraction and the session threads unset; here each
+    # field holds a value that is not its default, so a field read back as its default is caught.
+    hosted = placement.HostedModel("m", "/models/m", (0, 3), {"stable": 3})
+    threads = placement.Threads(session=2)
+    server = placement.ServerPlan("s", (hosted,), "10.0.0.7", 9000, 0, 0.25, (2, 3), threads)
+    document = json.loads(json.dumps(server.to_json()))
+    assert document["gpu_memory_fraction"] == 0.25 and document["threads"] == {"intra_op": 0, "inter_op": 0, "session": 2}
+    assert placement.ServerPlan.from_json(document) == server
+    assert placement.Threads.from_json(threads.to_json()) == threads
+    assert placement.Threads.from_json(placement.Threads(intra_op=4, inter_op=1).to_json()) == placement.Threads(4, 1, 0)
+
+
 def test_the_fields_of_plan_json_stay_as_users_read_them(models, tmp_path):
     path = plan_files.write_plan(_plan(models, **PINNED), tmp_path / "plan", "tensorflow/serving:latest")
     document = json.loads(path.read_text())
