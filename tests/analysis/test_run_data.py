@@ -11,6 +11,7 @@ from tfs_bench.analysis.run_data import parse_flagfile
 from tfs_bench.analysis.run_data import parse_step_id
 from tfs_bench.analysis.run_data import read_run
 from tfs_bench.errors import RunFileError
+from tfs_bench.load import run_files
 
 RUN = REPO_ROOT / "tests" / "data" / "report_run"
 DATA = read_run(RUN)
@@ -105,3 +106,45 @@ def test_a_run_stopped_part_way_reads_what_finished(tmp_path):
     partial = read_run(copy)
     assert [s.id for s in partial.steps()] == list(journal())[:4]
     assert partial.operating_point("cpu/dedicated/tiny_cnn/peak") is not None
+
+
+def _stop_part_way(copy, steps_kept):
+    """The journal cut after `steps_kept` steps; returns the next step's record (now unfinished)."""
+    lines = (copy / "steps.jsonl").read_text().splitlines()
+    (copy / "steps.jsonl").write_text("\n".join(lines[:steps_kept]) + "\n")
+    return json.loads(lines[steps_kept])
+
+
+def test_runs_a_stop_left_without_a_summary_are_listed_with_how_they_ended(tmp_path):
+    copy = tmp_path / "partial"
+    shutil.copytree(RUN, copy)
+    next_step = _stop_part_way(copy, 14)  # the framework steps did not finish
+    assert DATA.unfinished() == [] and read_run(copy).unfinished() == []  # every load run there has its summary
+
+    # Ctrl-C: the load run wrote failure.json in place of its summary.
+    interrupted = next(p.parent for p in sorted((copy / next_step["dir"]).rglob("windows.jsonl")))
+    (interrupted / "summary.json").unlink()
+    kept = len(run_files.read_windows(interrupted))
+    run_files.write_failure(interrupted, run_files.RunFailure(
+        "x", "2026-12-04T10:00:00Z", "2026-12-04T10:00:09Z", run_files.INTERRUPTED, "interrupted", kept))
+    # kill -9 of an earlier attempt, moved aside by --resume: windows only, no marker.
+    aside = copy / f"{next_step['dir']}.interrupted-1" / "level"
+    aside.mkdir(parents=True)
+    shutil.copy(interrupted / "windows.jsonl", aside / "windows.jsonl")
+    # A failed step's failure.json belongs to its journal error, and is not listed again.
+    failed_dir = copy / DATA.step("cpu/multi_process/perseus/tiny_cnn-at-0.5/mobilenet_v2_small").dir
+    failed_probe = next(p.parent for p in sorted(failed_dir.rglob("windows.jsonl")))
+    (failed_probe / "summary.json").unlink()
+    shutil.copy(interrupted / "failure.json", failed_probe / "failure.json")
+
+    got = read_run(copy).unfinished()
+    relative = str(interrupted.relative_to(copy))
+    assert [(u.dir, u.ended, u.windows, u.moved_aside) for u in got] == [
+        (relative, "interrupted", kept, False), (f"{next_step['dir']}.interrupted-1/level", "killed", kept, True),
+    ]
+    assert got[0].describe() == (
+        f"{relative}: interrupted (interrupted, at 2026-12-04T10:00:09Z); {kept} window(s) kept in windows.jsonl, "
+        "in none of the figures; --resume measures the step again"
+    )
+    assert got[1].describe().endswith("--resume measured the step again")
+    assert "no failure.json: the process died without writing one" in got[1].describe()

@@ -18,6 +18,7 @@ from tfs_bench.analysis.prices import DEFAULT_PRICES
 from tfs_bench.analysis.prices import read_prices
 from tfs_bench.analysis.results import Costing
 from tfs_bench.errors import ConfigError
+from tfs_bench.load import run_files
 from tfs_bench.report.build import MARKER
 from tfs_bench.report.build import report_after_run
 from tfs_bench.report.build import write_report
@@ -133,6 +134,22 @@ def test_two_runs_are_compared_side_by_side_never_pooled(tmp_path):
     assert {label.split(" ")[0] for label in units["label"]} == {"report_run", "second-run"}
     with pytest.raises(ConfigError, match="two run directories have the same name: report_run, report_run"):
         write_report([RUN, RUN], tmp_path / "twice", COSTING)
+
+
+def test_a_run_interrupted_part_way_is_reported_with_the_windows_it_kept(tmp_path):
+    copy = tmp_path / "interrupted"
+    shutil.copytree(RUN, copy)
+    lines = (copy / "steps.jsonl").read_text().splitlines()
+    (copy / "steps.jsonl").write_text("\n".join(lines[:14]) + "\n")  # Ctrl-C during the first framework step
+    level = copy / "cpu/framework/tiny_cnn/server-default/closed/concurrency-1"
+    (level / "summary.json").unlink()
+    run_files.write_failure(level, run_files.RunFailure(
+        "c1", "2026-12-04T10:00:00Z", "2026-12-04T10:00:07Z", run_files.INTERRUPTED, "interrupted", 3))
+    markdown = write_report([copy], tmp_path / "report", COSTING).markdown.read_text()
+    assert "steps: 13 done, 1 failed or skipped, 1 stopped part way; " in markdown
+    assert ("- cpu/framework/tiny_cnn/server-default/closed/concurrency-1: interrupted (interrupted, at "
+            "2026-12-04T10:00:07Z); 3 window(s) kept in windows.jsonl, in none of the figures; "
+            "--resume measures the step again\n") in markdown
 
 
 def test_a_report_that_fails_after_a_run_says_how_to_re_render(tmp_path):

@@ -135,6 +135,28 @@ def parse_flagfile(text: str) -> dict[str, str]:
     return values
 
 
+_MOVED_ASIDE = re.compile(r"\.interrupted-[0-9]+$")  # tfs_bench.run.runner's name for a partial step
+
+
+@dataclasses.dataclass(frozen=True)
+class UnfinishedRun:
+    """A load run that stopped before its summary.json: its directory (relative to the
+    experiment's), how it ended (failure.json's `failed`/`interrupted`, or `killed` when the
+    process died without writing one), why, how many whole windows it kept, and whether
+    `--resume` has since moved it aside to measure the step again."""
+
+    dir: str
+    ended: str
+    reason: str
+    windows: int
+    moved_aside: bool
+
+    def describe(self) -> str:
+        again = "--resume measured the step again" if self.moved_aside else "--resume measures the step again"
+        return (f"{self.dir}: {self.ended} ({self.reason}); {self.windows} window(s) kept in "
+                f"{run_files.WINDOWS_FILE}, in none of the figures; {again}")
+
+
 @dataclasses.dataclass(frozen=True)
 class RunData:
     path: Path
@@ -206,6 +228,29 @@ class RunData:
         if (step_dir / run_files.SUMMARY_FILE).is_file():
             return [step_dir]
         return sorted(d for d in step_dir.glob("from-*rps") if (d / run_files.SUMMARY_FILE).is_file())
+
+    def unfinished(self) -> list[UnfinishedRun]:
+        """Every load run without a summary.json outside the finished steps' directories: the
+        run a Ctrl-C or a kill stopped, and the partial directories `--resume` moved aside
+        before measuring those steps again. (A failed step's failure.json is its journal error.)"""
+        finished = [self.path / r.dir for r in self.records.values() if r.dir is not None]
+        runs = []
+        for path in sorted(self.path.rglob(run_files.WINDOWS_FILE)):
+            directory = path.parent
+            if (directory / run_files.SUMMARY_FILE).is_file():
+                continue
+            if any(directory == d or d in directory.parents for d in finished):
+                continue
+            relative = directory.relative_to(self.path)
+            moved_aside = any(_MOVED_ASIDE.search(part) for part in relative.parts)
+            if (directory / run_files.FAILURE_FILE).is_file():
+                failure = run_files.read_failure(directory)
+                ended, reason, windows = failure.ended, f"{failure.reason}, at {failure.ended_at}", failure.windows
+            else:
+                ended, reason = "killed", f"no {run_files.FAILURE_FILE}: the process died without writing one"
+                windows = len(run_files.read_windows(directory))
+            runs.append(UnfinishedRun(str(relative), ended, reason, windows, moved_aside))
+        return runs
 
     def operating_point(self, step_id: str) -> MeasuredRun | None:
         """The run a done step's figures come from: a search's peak probe, a sweep's best (or only)

@@ -439,7 +439,8 @@ def _facts(report: RunReport) -> list[str]:
         f"SLA: p{report.data.sla_percentile:g} ≤ {report.data.sla_ms:g} ms; batch size {report.data.batch_size}; "
         f"generator priority {m.co_location.get('generator_priority_got')}, servers at nice {m.co_location.get('server_nice')}",
         f"steps: {sum(1 for r in report.data.records.values() if r.status == 'done')} done, "
-        f"{sum(1 for r in report.data.records.values() if r.status != 'done')} failed or skipped; "
+        f"{sum(1 for r in report.data.records.values() if r.status != 'done')} failed or skipped, "
+        f"{sum(1 for u in report.data.unfinished() if not u.moved_aside)} stopped part way; "
         f"runs: {int(runs['valid'].sum())} VALID, {int((~runs['valid']).sum())} INVALID (marked INVALID wherever shown)",
     ]
 
@@ -452,6 +453,9 @@ def build_report(reports: Sequence[RunReport], cost_frames: Mapping[str, pd.Data
         failed = [r for r in report.data.records.values() if r.status != "done"]
         if failed:
             blocks.append(Bullets(tuple(f"{r.step}: {r.status}: {r.error}" for r in failed)))
+        unfinished = report.data.unfinished()
+        if unfinished:
+            blocks.append(Bullets(tuple(u.describe() for u in unfinished)))
     per_run = (section_throughput, section_operating_points, section_latency, section_throughput_vs_p99, section_utilisation)
     for title, section in zip(SECTION_TITLES[:5], per_run):
         blocks.append(Heading(2, title))
