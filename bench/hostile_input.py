@@ -57,17 +57,21 @@ _MAX_RSS_GROWTH_MIB = flags.DEFINE_float(
     "Largest RSS growth that passes (the 30 MiB JSON body alone takes about 1.2 GiB while it is parsed).",
 )
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the figures here as JSON.")
+_REST_JSON_WORKERS = flags.DEFINE_integer(
+    "rest_json_workers", None, "The server's --rest_json_workers (default: the server's; 0: parse in the server).",
+    lower_bound=0,
+)
 
 MODEL = tf1_known_answer.MODEL_NAME
 IDLE_TIMEOUT_S = 5.0
 
 
 class Sampler:
-    """The server's RSS and threads every 100 ms, on a thread of its own."""
+    """The server's RSS (with its JSON worker processes') and threads every 100 ms, on a thread of its own."""
 
     def __init__(self, pid: int):
         self._process = psutil.Process(pid)
-        self.start_rss = self._process.memory_info().rss
+        self.start_rss = self.rss()
         self.peak_rss = self.start_rss
         self.peak_threads = self._process.num_threads()
         self._stop = threading.Event()
@@ -77,13 +81,19 @@ class Sampler:
     def _run(self):
         while not self._stop.wait(0.1):
             try:
-                self.peak_rss = max(self.peak_rss, self._process.memory_info().rss)
+                self.peak_rss = max(self.peak_rss, self.rss())
                 self.peak_threads = max(self.peak_threads, self._process.num_threads())
             except psutil.Error:
                 return
 
     def rss(self) -> int:
-        return self._process.memory_info().rss
+        total = self._process.memory_info().rss
+        for child in self._process.children():
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass  # exited meanwhile
+        return total
 
     def threads(self) -> int:
         return self._process.num_threads()
@@ -280,12 +290,16 @@ def rest_attacks(host: str, port: int, sampler: Sampler, bystander: Bystander, i
         readable.register(connection, select.POLLIN)
     turned_away = 0
     by_fd = {connection.fileno(): connection for connection in idle}
-    for fd, _ in readable.poll(1000):
-        try:
-            if by_fd[fd].recv(12).startswith(b"HTTP/1.1 503"):
-                turned_away += 1
-        except OSError:
-            pass
+    expected_away = len(idle) - served
+    deadline = time.monotonic() + 5
+    while turned_away < expected_away and time.monotonic() < deadline:  # each answer read once
+        for fd, _ in readable.poll(200):
+            readable.unregister(fd)
+            try:
+                if by_fd[fd].recv(12).startswith(b"HTTP/1.1 503"):
+                    turned_away += 1
+            except OSError:
+                pass
     released_s = None
     while time.monotonic() - opened_at < IDLE_TIMEOUT_S + 20:
         if sampler.threads() <= threads_before + 2:
@@ -335,8 +349,8 @@ def main(argv):
     with tempfile.TemporaryDirectory(prefix="tfs_bench_hostile_") as tmp:
         base = tf1_known_answer.write_model(str(Path(tmp) / "models"))
         spec = launchers.EmbeddedSpec(
-            (f"--model_name={MODEL}", f"--model_base_path={base}",
-             f"--rest_idle_timeout_s={IDLE_TIMEOUT_S}"),
+            (f"--model_name={MODEL}", f"--model_base_path={base}", f"--rest_idle_timeout_s={IDLE_TIMEOUT_S}",
+             *([f"--rest_json_workers={_REST_JSON_WORKERS.value}"] if _REST_JSON_WORKERS.value is not None else [])),
             (MODEL,), tmp,
         )
         with launchers.launch(spec) as server:

@@ -35,7 +35,7 @@ def _cases(tmp):
          "Failed to start server. Error: --model_base_path must be an absolute path, got 'relative/path'"),
         ("server", ["--port=abc"], "Failed to start server. Error: flag --port=abc: invalid literal for int()"),
         ("load", [f"--target=127.0.0.1:{port}", "--models=m", f"--output_dir={afile}"],
-         FLAGS_ERROR + f"flags output_dir={afile}, overwrite=False: output {afile} exists and is not a directory"),
+         FLAGS_ERROR + f"flags output_dir={afile}, overwrite=False, resume=False: output {afile} exists and is not a directory"),
         ("load", [f"--target=127.0.0.1:{port}", "--models=m", f"--output_dir={tmp / 'run'}", "--connect_timeout_s=2"],
          f"error: cannot reach target 127.0.0.1:{port}"),
         ("load", ["--target=nohost", "--models=m"], FLAGS_ERROR),

@@ -5,6 +5,8 @@ itself is under test: the exit status and message of a refusal, an unreachable t
 """
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +25,7 @@ from load_support import run_records
 from load_support import run_summary
 from load_support import start_two_name_server
 from server_support import log_tail
+from server_support import poll_until
 from tfs_bench.launch.ports import free_port
 from tfs_bench.load import __main__ as load_binary
 
@@ -233,3 +236,64 @@ def test_peak_mode_probes_up_to_the_cap(server, tmp_path):
     assert summary["kind"] == "peak" and summary["peak"]["peak_rps"] == 200.0
     assert [p["rate_rps"] for p in summary["peak"]["probes"]] == [100.0, 200.0]
     assert "peak under SLA (p95 <= 2000 ms): 200 rps offered" in proc.stdout
+
+
+# Windows that never settle, so each level runs its 6 windows (3 s) and a signal lands inside one.
+UNSETTLED = ("--window_s=0.5", "--window_min_requests=5", "--warmup_s=0.3", "--max_windows=6",
+             "--stability_tolerance=0.001", "--min_duration_s=1", "--min_requests=10")
+
+
+@pytest.mark.slow
+def test_a_sweep_interrupted_by_ctrl_c_resumes_without_measuring_its_finished_levels_again(server, tmp_path):
+    out = tmp_path / "sweep"
+    flags = (f"--target={server.grpc_target}", f"--models={MODEL}", "--concurrency=1,2", f"--output_dir={out}",
+             *UNSETTLED)
+    first = subprocess.Popen([sys.executable, "-m", "tfs_bench.load", *flags], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=run_env(), cwd=REPO_ROOT, start_new_session=True)
+    try:
+        poll_until(lambda: (out / "concurrency-2" / "windows.jsonl").is_file(), 60, "the second level's first window",
+                   lambda: f" (exit {first.poll()})")
+        os.killpg(first.pid, signal.SIGINT)  # Ctrl-C in the terminal
+        _, stderr = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 130, stderr
+    assert f"continue with the same flags and --resume --output_dir={out}" in stderr
+    before = run_summary(out)
+    assert [r["label"] for r in before["runs"]] == ["concurrency-1"] and before.get("finished_at") is None
+    assert (out / "concurrency-2" / "failure.json").is_file()
+    level_1 = (out / "concurrency-1" / "summary.json").read_text()
+
+    changed = load_cli(*flags, "--resume", "--concurrency=1,4")
+    assert changed.returncode == 1
+    assert "--resume continues a run with the settings it started with; these differ: settings.levels: was [1, 2], now [1, 4]" in changed.stderr
+
+    resumed = load_cli(*flags, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "[concurrency-1] measured before this --resume; read back:" in resumed.stdout
+    assert "[concurrency-1] " not in resumed.stdout.replace("[concurrency-1] measured before", "")  # no window of it
+    after = run_summary(out)
+    assert [r["label"] for r in after["runs"]] == ["concurrency-1", "concurrency-2"] and after["finished_at"]
+    assert (out / "concurrency-1" / "summary.json").read_text() == level_1  # not measured again
+    assert (out / "concurrency-2" / "summary.json").is_file()
+    assert (out / "concurrency-2.interrupted-1" / "failure.json").is_file()  # the stopped level, kept aside
+    assert after["started_at"] == before["started_at"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--resume", "--overwrite"], "--resume continues the run in --output_dir and --overwrite replaces it: give one"),
+        (["--resume"], "--resume needs --output_dir: the directory of the run to continue"),
+    ],
+)
+def test_resume_flags_that_cannot_work_are_refused(args, message):
+    assert message in LOAD.refusal("--models=m", *args)
+
+
+def test_resume_of_a_directory_without_a_run_says_so(tmp_path):
+    proc = load_cli("--target=127.0.0.1:1", f"--models={MODEL}", "--resume", f"--output_dir={tmp_path / 'none'}")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: --resume: {tmp_path / 'none'} holds no load run to continue (no run.json)")

@@ -1,5 +1,6 @@
 """The load stage's run directories, their records read back, and printed lines, without a server."""
 
+import dataclasses
 import json
 
 import pytest
@@ -21,6 +22,9 @@ from tfs_bench.load.run_files import WindowLog
 from tfs_bench.load.run_files import WorkerTotals
 from tfs_bench.load.run_files import check_output_dir
 from tfs_bench.load.run_files import claim_output_dir
+from tfs_bench.load.run_files import manifest_differences
+from tfs_bench.load.run_files import move_aside
+from tfs_bench.load.run_files import reopen_for_resume
 from tfs_bench.load.console import format_result
 from tfs_bench.load.console import format_runs
 from tfs_bench.load.console import format_window
@@ -262,3 +266,25 @@ def test_a_sweep_prints_one_line_per_run():
     result = summarize_run(records, [window], POLICY, ValidityCriteria(min_duration_s=1.0, min_requests=10))
     lines = format_runs([("concurrency-1", result), ("concurrency-2", result)]).splitlines()
     assert lines == [f"  concurrency-{n}: {result.verdict.label:7}  90.0 rps  p95 2.00 ms" for n in (1, 2)]
+
+
+def test_resume_reopens_a_run_started_with_the_same_settings_and_names_each_difference(tmp_path):
+    with pytest.raises(ConfigError, match=f"--resume: {tmp_path / 'run'} holds no load run to continue"):
+        reopen_for_resume(tmp_path / "run", manifest())
+    run_dir = claim_output_dir(tmp_path / "run", False, manifest())
+    # Where and how it is written, and the command line, are not what it measures.
+    elsewhere = RunManifest(dataclasses.replace(CONFIG, output_dir="other", overwrite=True), {"argv": []}, label="run")
+    assert manifest_differences(manifest(), elsewhere) == []
+    assert reopen_for_resume(run_dir, elsewhere) == (run_dir, None)
+    faster = RunManifest(dataclasses.replace(CONFIG, workers=2, seed=7), INVOCATION, label="run")
+    assert manifest_differences(manifest(), faster) == ["config.seed: was 0, now 7", "config.workers: was 1, now 2"]
+    with pytest.raises(ConfigError, match=r"^--resume continues a run with the settings it started with; these "
+                                          r"differ: config.seed: was 0, now 7; config.workers: was 1, now 2$"):
+        reopen_for_resume(run_dir, faster)
+    assert manifest_differences(manifest(), manifest("other")) == ["label: was 'run', now 'other'"]
+    (run_dir / RUN_FILE).write_text("{oops")
+    with pytest.raises(ConfigError, match=f"^--resume: {run_dir / RUN_FILE}: "):
+        reopen_for_resume(run_dir, manifest())
+    assert move_aside(run_dir) == tmp_path / "run.interrupted-1" and not run_dir.exists()
+    run_dir.mkdir()
+    assert move_aside(run_dir) == tmp_path / "run.interrupted-2"

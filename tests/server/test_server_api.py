@@ -6,6 +6,7 @@ import urllib.request
 
 import grpc
 import numpy as np
+import psutil
 import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
@@ -65,6 +66,31 @@ model_config_list {{
     server = start_embedded(flags, tmp, [MODEL])
     yield server
     assert server.stop() == 0, log_tail(server)
+
+
+@pytest.fixture(scope="module")
+def offloaded_server(known_answer_dir, tmp_path_factory):
+    """The same models, every REST body parsed and every response encoded in a JSON worker process."""
+    tmp = tmp_path_factory.mktemp("offloaded_server")
+    base = known_answer_dir / MODEL
+    config = write_config(tmp / "models.config", f"""
+model_config_list {{
+  config {{
+    name: "{MODEL}" base_path: "{base}" model_platform: "tensorflow"
+    model_version_policy {{ all {{}} }}
+    version_labels {{ key: "stable" value: 1 }}
+    version_labels {{ key: "canary" value: 2 }}
+  }}
+}}""")
+    server = start_embedded([f"--model_config_file={config}", "--rest_json_offload_bytes=0", "--rest_json_workers=1"],
+                            tmp, [MODEL])
+    yield server
+    assert server.stop() == 0, log_tail(server)
+
+
+@pytest.fixture(params=["in_process", "offloaded"])
+def rest_server(request):
+    return request.getfixturevalue("server" if request.param == "in_process" else "offloaded_server")
 
 
 @pytest.fixture(scope="module")
@@ -412,8 +438,8 @@ def test_rest_model_metadata(server):
     ],
     ids=["row", "row_named", "columnar_version", "columnar_named_label", "signature"],
 )
-def test_rest_predict(server, path, body, expected):
-    assert http(server, "POST", path, body) == (200, expected)
+def test_rest_predict(rest_server, path, body, expected):
+    assert http(rest_server, "POST", path, body) == (200, expected)
 
 
 @pytest.mark.parametrize(
@@ -444,11 +470,23 @@ def test_rest_predict(server, path, body, expected):
         "status_no_name", "malformed",
     ],
 )
-def test_rest_errors(server, method, path, body, status, message):
-    got_status, got_body = http(server, method, path, body)
+def test_rest_errors(rest_server, method, path, body, status, message):
+    got_status, got_body = http(rest_server, method, path, body)
 
     assert got_status == status
     assert got_body["error"].startswith(message), got_body
+
+
+def json_workers(server) -> list[psutil.Process]:
+    return [c for c in psutil.Process(server.pid).children() if "tfs_bench.server.json_worker" in c.cmdline()]
+
+
+def test_large_bodies_go_to_a_json_worker_and_small_ones_stay_in_the_server(server, offloaded_server):
+    body = {"instances": X.tolist()}
+    assert http(offloaded_server, "POST", f"/v1/models/{MODEL}:predict", body)[0] == 200
+    assert len(json_workers(offloaded_server)) == 1  # --rest_json_workers=1, started on first use
+    assert http(server, "POST", f"/v1/models/{MODEL}:predict", body)[0] == 200
+    assert json_workers(server) == []  # a body under --rest_json_offload_bytes (1 MiB) is parsed in place
 
 
 def test_rest_outside_v1_is_not_found(server):

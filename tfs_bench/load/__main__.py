@@ -99,6 +99,11 @@ _INPUT = flags.DEFINE_string("input", "random", "random, or images:DIR (images r
 _PROTOCOL = flags.DEFINE_enum("protocol", "grpc", list(PROTOCOLS), "gRPC Predict or REST :predict.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write the run (default runs/load-<UTC time>).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a previous run in --output_dir.")
+_RESUME = flags.DEFINE_bool(
+    "resume", False,
+    "Continue the run in --output_dir that was interrupted or failed, with the flags it started with: finished "
+    "runs of a sweep or search are read back, the one that stopped is measured again.",
+)
 _WORKERS = flags.DEFINE_integer(
     "workers", _RUN["workers"].default, "Load-generator processes sharing the schedule.", lower_bound=1, upper_bound=MAX_WORKERS
 )
@@ -268,8 +273,14 @@ def _check_signature(name):
     return None if name else "--signature must not be empty"
 
 
-@flag_rules.rule("output_dir", "overwrite")
-def _check_output_dir(output_dir, overwrite):
+@flag_rules.rule("output_dir", "overwrite", "resume")
+def _check_output_dir(output_dir, overwrite, resume):
+    if resume:
+        if overwrite:
+            return "--resume continues the run in --output_dir and --overwrite replaces it: give one"
+        if not output_dir:
+            return "--resume needs --output_dir: the directory of the run to continue"
+        return None  # what the directory holds is checked against the flags once they are all read
     if output_dir is not None:
         if not output_dir:
             return "--output_dir must not be empty (leave it out for runs/load-<UTC time>)"
@@ -350,6 +361,10 @@ class _Printer(driver.LoadObserver):
     def run_repeated(self, label, result, next_label):
         _say(f"[{label}] INVALID because of the host, not the server: measuring again as {next_label}")
 
+    def run_kept(self, label, result):
+        _say(f"[{label}] measured before this --resume; read back:")
+        _say(console.format_result(label, result, self._sla_ms))
+
 
 def _monitoring() -> resource_log.MonitoringObserver | None:
     """The resource and server-metrics monitor, when --server_pids or --metrics_url asks for one."""
@@ -378,7 +393,8 @@ def main(argv):
             _measure(config, observer)
     except KeyboardInterrupt:
         print(f"interrupted: every window measured so far is kept in {config.output_dir}; a run that did not "
-              f"finish has {run_files.FAILURE_FILE} instead of {run_files.SUMMARY_FILE}", file=sys.stderr)
+              f"finish has {run_files.FAILURE_FILE} instead of {run_files.SUMMARY_FILE}; continue with the same "
+              f"flags and --resume --output_dir={config.output_dir}", file=sys.stderr)
         sys.exit(130)
     _say(f"results: {config.output_dir}")
 
@@ -387,16 +403,17 @@ def _measure(config: LoadConfig, observer: driver.LoadObserver) -> None:
     mode = _MODE.value
     if mode == "closed":
         levels = tuple(int(c) for c in _CONCURRENCY.value or ["1"])
-        results = driver.sweep_concurrency(config, levels, observer, invocation=invocation(), client_retries=_retries())
+        results = driver.sweep_concurrency(config, levels, observer, invocation=invocation(), client_retries=_retries(),
+                                           resume=_RESUME.value)
         _say("concurrency sweep:\n" + console.format_runs(zip((f"concurrency-{n}" for n in levels), results)))
     elif mode == "open":
-        driver.run_load(config, observer, label=f"open-{_RATE.value:g}rps", invocation=invocation())
+        driver.run_load(config, observer, label=f"open-{_RATE.value:g}rps", invocation=invocation(), resume=_RESUME.value)
     elif mode == "ramp":
         ramp = driver.perseus_ramp(
             config, _QPS_START.value, _QPS_DELTA.value, _SLA_MS.value,
             patience=_RAMP_PATIENCE.value or search.DEFAULT_PATIENCE,
             max_passes=_RAMP_MAX_PASSES.value or search.DEFAULT_MAX_PASSES,
-            observer=observer, invocation=invocation(), client_retries=_retries(),
+            observer=observer, invocation=invocation(), client_retries=_retries(), resume=_RESUME.value,
         )
         _say(console.format_ramp(ramp, _SLA_PERCENTILE.value, _SLA_MS.value))
     else:
@@ -404,6 +421,7 @@ def _measure(config: LoadConfig, observer: driver.LoadObserver) -> None:
             config, _QPS_START.value, _SLA_MS.value,
             precision=_PEAK_PRECISION.value or search.DEFAULT_PRECISION,
             max_rate_rps=_MAX_RATE.value, observer=observer, invocation=invocation(), client_retries=_retries(),
+            resume=_RESUME.value,
         )
         _say(console.format_peak(peak, _SLA_PERCENTILE.value, _SLA_MS.value))
 

@@ -122,6 +122,9 @@ class LoadObserver:
     def run_failed(self, label: str, error: BaseException) -> None:
         """The run raised `error` after run_started; no run_finished follows."""
 
+    def run_kept(self, label: str, result: RunResult) -> None:
+        """--resume: the run was measured by an earlier attempt and is read back, not measured."""
+
     def run_repeated(self, label: str, result: RunResult, next_label: str) -> None:
         """`label` was INVALID because of the host (Verdict.blames_the_host): `next_label` re-measures it."""
 
@@ -152,6 +155,10 @@ class ChainedObserver(LoadObserver):
         for observer in self._observers:
             observer.run_failed(label, error)
 
+    def run_kept(self, label: str, result: RunResult) -> None:
+        for observer in self._observers:
+            observer.run_kept(label, result)
+
     def run_repeated(self, label: str, result: RunResult, next_label: str) -> None:
         for observer in self._observers:
             observer.run_repeated(label, result, next_label)
@@ -165,16 +172,27 @@ def run_load(
     observer: LoadObserver | None = None,
     label: str = "run",
     invocation: Mapping[str, object] | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """One run of the config's traffic mix until every tenant is stable (or max_windows), in
     `config.output_dir`. Raises ConfigError (bad settings, refused directory), ModelError
     (model or signature not served) or LoadError (target unreachable, worker failure).
 
-    `invocation` (e.g. the command line) is stored in run.json as it is.
+    `invocation` (e.g. the command line) is stored in run.json as it is. `resume` continues a
+    run in `config.output_dir` started with the same settings: a finished one is read back, one
+    that stopped part way is moved aside (`<dir>.interrupted-<k>`) and measured again.
     """
-    run_files.check_output_dir(config.output_dir, config.overwrite)
+    observer = observer or LoadObserver()
+    if resume:
+        directory, summary = run_files.reopen_for_resume(config.output_dir, RunManifest(config, {}, label=label))
+        if isinstance(summary, run_files.RunSummary):
+            observer.run_kept(label, summary.result)
+            return summary.result
+        run_files.move_aside(directory)
+    else:
+        run_files.check_output_dir(config.output_dir, config.overwrite)
     prepared = request_bodies.prepare(config)
-    return _run(config, prepared, label, observer or LoadObserver(), invocation)
+    return _run(config, prepared, label, observer, invocation)
 
 
 def sweep_concurrency(
@@ -184,10 +202,11 @@ def sweep_concurrency(
     tenant: str | None = None,
     invocation: Mapping[str, object] | None = None,
     client_retries: int = DEFAULT_CLIENT_RETRIES,
+    resume: bool = False,
 ) -> tuple[RunResult, ...]:
     """Closed loop at each concurrency in turn (every tenant, or only `tenant`), one run each
     in `<output_dir>/concurrency-<N>`; `<output_dir>/summary.json` lists them all."""
-    experiment = _Experiment(config, SweepSettings(tuple(levels), tenant), observer, invocation, client_retries)
+    experiment = _Experiment(config, SweepSettings(tuple(levels), tenant), observer, invocation, client_retries, resume)
     results = []
     for level in levels:
         mix = with_concurrency(config.mix, level, tenant)
@@ -203,11 +222,13 @@ def sweep_rates(
     tenant: str | None = None,
     invocation: Mapping[str, object] | None = None,
     client_retries: int = DEFAULT_CLIENT_RETRIES,
+    resume: bool = False,
 ) -> tuple[RunResult, ...]:
     """Open loop at each rate in turn (the whole mix scaled to it, or only `tenant` at it), one
     run each in `<output_dir>/rate-<R>rps`; `<output_dir>/summary.json` lists them all."""
     _probe_mix(config.mix, tenant, rates_rps[0] if rates_rps else 1.0)  # refuses a mix without open-loop tenants
-    experiment = _Experiment(config, RateSweepSettings(tuple(rates_rps), tenant), observer, invocation, client_retries)
+    experiment = _Experiment(config, RateSweepSettings(tuple(rates_rps), tenant), observer, invocation, client_retries,
+                             resume)
     results = []
     for rate in rates_rps:
         results.append(experiment.run(f"rate-{rate:.6g}rps", _probe_mix(config.mix, tenant, rate), rate_rps=rate))
@@ -225,6 +246,7 @@ def find_peak(
     observer: LoadObserver | None = None,
     invocation: Mapping[str, object] | None = None,
     client_retries: int = DEFAULT_CLIENT_RETRIES,
+    resume: bool = False,
 ) -> PeakResult:
     """The highest offered rate whose run is VALID with its SLA percentile ≤ `sla_ms`.
 
@@ -234,7 +256,7 @@ def find_peak(
     """
     _probe_mix(config.mix, tenant, start_rps)  # refuses a mix that cannot be probed before any file is written
     settings = PeakSettings(start_rps, sla_ms, precision, max_rate_rps, tenant)
-    experiment = _Experiment(config, settings, observer, invocation, client_retries)
+    experiment = _Experiment(config, settings, observer, invocation, client_retries, resume)
     try:
         peak = peak_under_sla(experiment.probe(tenant), start_rps, sla_ms, precision, max_rate_rps)
     except SearchError as e:
@@ -255,6 +277,7 @@ def perseus_ramp(
     observer: LoadObserver | None = None,
     invocation: Mapping[str, object] | None = None,
     client_retries: int = DEFAULT_CLIENT_RETRIES,
+    resume: bool = False,
 ) -> RampResult:
     """PERSEUS: rates qps_start, +qps_delta, … until `patience` passes bring no throughput gain.
 
@@ -263,7 +286,7 @@ def perseus_ramp(
     """
     _probe_mix(config.mix, tenant, qps_start)
     settings = RampSettings(qps_start, qps_delta, sla_ms, patience, max_passes, tenant)
-    experiment = _Experiment(config, settings, observer, invocation, client_retries)
+    experiment = _Experiment(config, settings, observer, invocation, client_retries, resume)
     try:
         ramp = search_ramp(experiment.probe(tenant), qps_start, qps_delta, sla_ms, patience, max_passes=max_passes)
     except SearchError as e:
@@ -274,7 +297,13 @@ def perseus_ramp(
 
 
 class _Experiment:
-    """Several runs under one directory, with one summary.json rewritten after each run."""
+    """Several runs under one directory, with one summary.json rewritten after each run.
+
+    Resumed, it replays the runs the summary already holds: a sweep skips its finished levels,
+    and a search, whose next probe depends only on the outcomes before it, takes the same path
+    through its recorded probes and measures from where it stopped. A run directory left part
+    way is moved aside (`<label>.interrupted-<k>`) and measured again.
+    """
 
     def __init__(
         self,
@@ -283,18 +312,26 @@ class _Experiment:
         observer: LoadObserver | None,
         invocation: Mapping[str, object] | None,
         client_retries: int = DEFAULT_CLIENT_RETRIES,
+        resume: bool = False,
     ):
         if client_retries < 0:
             raise ConfigError(f"client_retries must be >= 0, got {client_retries}")
-        run_files.check_output_dir(config.output_dir, config.overwrite)
+        manifest = RunManifest(config, invocation or {}, settings=settings)
+        self._kept: dict[str, ExperimentRun] = {}
+        if resume:
+            self._dir, summary = run_files.reopen_for_resume(config.output_dir, manifest)
+            if isinstance(summary, ExperimentSummary):
+                self._kept = {run.label: run for run in summary.runs}
+            self._started_at = summary.started_at if isinstance(summary, ExperimentSummary) else _now()
+        else:
+            run_files.check_output_dir(config.output_dir, config.overwrite)
+            self._started_at = _now()
         self._config = config
         self._prepared = request_bodies.prepare(config)
         self._settings = settings
         self._observer = observer or LoadObserver()
-        self._started_at = _now()
-        self._dir = run_files.claim_output_dir(
-            config.output_dir, config.overwrite, RunManifest(config, invocation or {}, settings=settings)
-        )
+        if not resume:
+            self._dir = run_files.claim_output_dir(config.output_dir, config.overwrite, manifest)
         self._runs: list[ExperimentRun] = []
         self._measurements = 0  # probes started, each counted once however often it was repeated
         self._client_retries = client_retries
@@ -305,8 +342,15 @@ class _Experiment:
         attempt = 1
         while True:
             name = label if attempt == 1 else f"{label}-retry{attempt - 1}"
-            config = dataclasses.replace(self._config, mix=mix, output_dir=str(self._dir / name), overwrite=False)
-            result = _run(config, self._prepared, name, self._observer, None)
+            kept = self._kept.pop(name, None)
+            if kept is not None and (kept.concurrency, kept.rate_rps) == (concurrency, rate_rps):
+                result = kept.result
+                self._observer.run_kept(name, result)
+            else:
+                if (self._dir / name).exists():  # stopped part way by an earlier attempt of the experiment
+                    run_files.move_aside(self._dir / name)
+                config = dataclasses.replace(self._config, mix=mix, output_dir=str(self._dir / name), overwrite=False)
+                result = _run(config, self._prepared, name, self._observer, None)
             self._runs.append(ExperimentRun(name, name, result, concurrency, rate_rps, attempt))
             self._write()
             if attempt > self._client_retries or not result.verdict.blames_the_host:

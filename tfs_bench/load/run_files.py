@@ -482,6 +482,62 @@ def claim_output_dir(path: str | os.PathLike, overwrite: bool, manifest: RunMani
     return directory
 
 
+_NOT_COMPARED = ("output_dir", "overwrite")  # where and how the run is written, not what it measures
+
+
+def _flattened(value, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            out.update(_flattened(item, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def manifest_differences(before: RunManifest, now: RunManifest) -> list[str]:
+    """What `now` would measure differently from `before`: "key: was A, now B" per setting."""
+    old, new = (
+        {k: v for k, v in _flattened({"kind": m.kind, "label": m.label, "settings": m.settings and m.settings.to_json(),
+                                      "config": m.config.to_json()}).items()
+         if k.split(".")[-1] not in _NOT_COMPARED}
+        for m in (before, now)
+    )
+    return [f"{key}: was {old.get(key)!r}, now {new.get(key)!r}" for key in sorted(set(old) | set(new))
+            if old.get(key) != new.get(key)]
+
+
+def reopen_for_resume(path: str | os.PathLike, manifest: RunManifest) -> tuple[Path, RunSummary | ExperimentSummary | None]:
+    """The run directory `--resume` continues, checked against what it was started with, and its
+    summary so far (None when it has none). Raises ConfigError naming what does not match."""
+    directory = Path(path)
+    if not (directory / RUN_FILE).is_file():
+        raise ConfigError(f"--resume: {directory} holds no load run to continue (no {RUN_FILE})")
+    try:
+        before = read_manifest(directory)
+    except RunFileError as e:
+        raise ConfigError(f"--resume: {e}") from None
+    differences = manifest_differences(before, manifest)
+    if differences:
+        raise ConfigError("--resume continues a run with the settings it started with; these differ: "
+                          + "; ".join(differences[:6]) + ("; …" if len(differences) > 6 else ""))
+    if not (directory / SUMMARY_FILE).is_file():
+        return directory, None
+    try:
+        return directory, read_summary(directory)
+    except RunFileError as e:
+        raise ConfigError(f"--resume: {e}") from None
+
+
+def move_aside(run_dir: Path) -> Path:
+    """Renames a run that stopped part way to `<name>.interrupted-<k>` (kept, never reused)."""
+    k = 1
+    while run_dir.with_name(f"{run_dir.name}.interrupted-{k}").exists():
+        k += 1
+    aside = run_dir.with_name(f"{run_dir.name}.interrupted-{k}")
+    run_dir.rename(aside)
+    return aside
+
+
 def read_manifest(run_dir: str | os.PathLike) -> RunManifest:
     """run.json of a run or experiment directory; raises RunFileError."""
     return _read_json(Path(run_dir) / RUN_FILE, RunManifest.from_json)

@@ -505,12 +505,8 @@ def _by_deployment(steps: Sequence[Step]):
 
 def _move_aside(step_dir: Path) -> None:
     """A directory left by an interrupted attempt of this step is kept beside it, not reused."""
-    if not step_dir.exists():
-        return
-    k = 1
-    while step_dir.with_name(f"{step_dir.name}.interrupted-{k}").exists():
-        k += 1
-    step_dir.rename(step_dir.with_name(f"{step_dir.name}.interrupted-{k}"))
+    if step_dir.exists():
+        run_files.move_aside(step_dir)
 
 
 def _level(concurrency: int, result: RunResult) -> dict:

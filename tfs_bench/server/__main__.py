@@ -35,6 +35,7 @@ import tfs_bench
 from tfs_bench import flag_rules
 from tfs_bench.errors import TfsBenchError
 from tfs_bench.server import config_files
+from tfs_bench.server import json_offload
 from tfs_bench.server import options as options_lib
 
 _PORT = flags.DEFINE_integer("port", 8500, "gRPC TCP port (0 = no TCP gRPC listener).")
@@ -70,6 +71,15 @@ _REST_IDLE_TIMEOUT_S = flags.DEFINE_float(
 _REST_MAX_CONNECTIONS = flags.DEFINE_integer(
     "rest_max_connections", 512,
     "Open REST connections served at once; more get 503 and are closed (ours).", lower_bound=1,
+)
+_REST_JSON_WORKERS = flags.DEFINE_integer(
+    "rest_json_workers", json_offload.DEFAULT_WORKERS,
+    "Child processes that parse large REST bodies and encode large responses, so that parsing "
+    "does not hold up other requests; 0: everything in the server process (ours).", lower_bound=0,
+)
+_REST_JSON_OFFLOAD_BYTES = flags.DEFINE_integer(
+    "rest_json_offload_bytes", json_offload.DEFAULT_MIN_BODY_BYTES,
+    "REST predict bodies at least this large are parsed in a JSON worker (ours).", lower_bound=0,
 )
 _MAX_TENSOR_FILL_BYTES = flags.DEFINE_integer(
     "max_tensor_fill_bytes", 64 * 2**20,
@@ -181,6 +191,8 @@ def _options() -> options_lib.ServerOptions:
         rest_max_inflight_body_bytes=_REST_MAX_INFLIGHT_BODY_BYTES.value,
         rest_idle_timeout_s=_REST_IDLE_TIMEOUT_S.value,
         rest_max_connections=_REST_MAX_CONNECTIONS.value,
+        rest_json_workers=_REST_JSON_WORKERS.value,
+        rest_json_offload_bytes=_REST_JSON_OFFLOAD_BYTES.value,
         max_tensor_fill_bytes=_MAX_TENSOR_FILL_BYTES.value,
         model_config_file_poll_wait_s=_MODEL_CONFIG_FILE_POLL_WAIT_SECONDS.value,
         file_system_poll_wait_s=_FILE_SYSTEM_POLL_WAIT_SECONDS.value,

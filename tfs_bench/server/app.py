@@ -22,6 +22,7 @@ from tfs_bench.server import batching
 from tfs_bench.server import devices
 from tfs_bench.server import grpc_service
 from tfs_bench.server import inference as inference_lib
+from tfs_bench.server import json_offload
 from tfs_bench.server import metrics as metrics_lib
 from tfs_bench.server import model_config
 from tfs_bench.server import options as options_lib
@@ -129,6 +130,7 @@ class ModelServer:
         self._grpc = None
         self._grpc_executor = None
         self._rest: rest.RestServer | None = None
+        self._json_offload: json_offload.JsonOffload | None = None
         self._config_poller: _ConfigFilePoller | None = None
 
     @property
@@ -218,8 +220,10 @@ class ModelServer:
             logging.warning("Prometheus metrics are enabled but --rest_api_port is 0: not exported")
         if not options.rest_api_port:
             return
+        self._json_offload = json_offload.JsonOffload(options.rest_json_workers, options.rest_json_offload_bytes)
         api = rest.RestApi(
-            inference, self._models, options.rest_api_timeout_ms, self._metrics, self._config.prometheus_path
+            inference, self._models, options.rest_api_timeout_ms, self._metrics, self._config.prometheus_path,
+            self._json_offload,
         )
         try:
             limits = rest.RestLimits(
@@ -242,6 +246,8 @@ class ModelServer:
             self._grpc_executor.shutdown(wait=True)
         if self._rest is not None:
             self._rest.stop()
+        if self._json_offload is not None:
+            self._json_offload.close()
         if self._config_poller is not None:
             self._config_poller.stop()
         if self._scheduler is not None:

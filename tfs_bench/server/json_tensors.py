@@ -9,14 +9,16 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
 from tfs_bench.server import json_body
-from tfs_bench.server import predict
 from tfs_bench.server import status
-from tfs_bench.server.servables import Signature
+from tfs_bench.server.aliases import check_input_aliases
+
+if TYPE_CHECKING:  # TensorFlow-free at run time: the JSON worker process imports this module
+    from tfs_bench.server.servables import Signature
 
 ROW = "row"
 COLUMNAR = "columnar"
@@ -49,10 +51,10 @@ def parse_predict_body(raw: bytes) -> PredictBody:
     return PredictBody(COLUMNAR, body["inputs"], signature_name)
 
 
-def decoder(body: PredictBody) -> predict.Decoder:
-    def decode(signature: Signature) -> dict[str, np.ndarray]:
+def decoder(body: PredictBody) -> Callable[["Signature"], dict[str, np.ndarray]]:
+    def decode(signature: "Signature") -> dict[str, np.ndarray]:
         columns = _rows_to_columns(body.data, signature) if body.format == ROW else _columns(body.data, signature)
-        predict.check_input_aliases(signature, list(columns))
+        check_input_aliases(signature, list(columns))
         return {alias: _to_array(value, signature, alias) for alias, value in columns.items()}
 
     return decode
@@ -63,7 +65,7 @@ def _is_named(value) -> bool:
     return isinstance(value, dict) and set(value) != {"b64"}
 
 
-def _only_input(signature: Signature) -> str:
+def _only_input(signature: "Signature") -> str:
     if len(signature.inputs) != 1:
         raise status.invalid_argument(
             "inputs must be given by name for a signature with inputs "
@@ -72,7 +74,7 @@ def _only_input(signature: Signature) -> str:
     return next(iter(signature.inputs))
 
 
-def _rows_to_columns(instances: list, signature: Signature) -> dict[str, list]:
+def _rows_to_columns(instances: list, signature: "Signature") -> dict[str, list]:
     if not _is_named(instances[0]):
         return {_only_input(signature): instances}
     aliases = set(instances[0])
@@ -84,11 +86,11 @@ def _rows_to_columns(instances: list, signature: Signature) -> dict[str, list]:
     return {alias: [instance[alias] for instance in instances] for alias in sorted(aliases)}
 
 
-def _columns(inputs, signature: Signature) -> dict[str, Any]:
+def _columns(inputs, signature: "Signature") -> dict[str, Any]:
     return dict(inputs) if _is_named(inputs) else {_only_input(signature): inputs}
 
 
-def _to_array(value, signature: Signature, alias: str) -> np.ndarray:
+def _to_array(value, signature: "Signature", alias: str) -> np.ndarray:
     spec = signature.inputs[alias]
     try:
         if spec.numpy_dtype == object:

@@ -11,6 +11,7 @@ import dataclasses
 import os
 
 from tfs_bench.errors import ConfigError
+from tfs_bench.server import json_offload
 
 # A reload waits this long at most for added models, unless the client's deadline is sooner.
 DEFAULT_RELOAD_TIMEOUT_S = 120.0
@@ -124,6 +125,8 @@ class ServerOptions:
     rest_max_inflight_body_bytes: int = 128 * 2**20
     rest_idle_timeout_s: float = 30.0
     rest_max_connections: int = 512
+    rest_json_workers: int = json_offload.DEFAULT_WORKERS  # 0: parse every body in the serving process
+    rest_json_offload_bytes: int = json_offload.DEFAULT_MIN_BODY_BYTES
     max_tensor_fill_bytes: int = 64 * 2**20
     model_config_file_poll_wait_s: int = 0
     file_system_poll_wait_s: int = 1
@@ -153,6 +156,9 @@ class ServerOptions:
                      "rest_max_connections"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("rest_json_workers", "rest_json_offload_bytes"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.max_tensor_fill_bytes < 0:
             raise ConfigError(f"max_tensor_fill_bytes must be >= 0, got {self.max_tensor_fill_bytes}")
         if self.reload_timeout_s <= 0 or self.shutdown_grace_s < 0:

@@ -20,6 +20,7 @@ from tfs_bench.server import batching
 from tfs_bench.server import servables
 from tfs_bench.server import status
 from tfs_bench.server import tensors
+from tfs_bench.server.aliases import check_input_aliases
 from tfs_bench.server.servables import DEFAULT_SIGNATURE
 from tfs_bench.server.servables import LoadedVersion
 from tfs_bench.server.servables import Signature
@@ -68,23 +69,6 @@ def target_of(model_spec) -> ModelTarget:
         label=model_spec.version_label if choice == "version_label" else None,
     )
 
-
-def check_input_aliases(signature: Signature, aliases: Collection[str]) -> None:
-    expected = signature.inputs
-    if len(aliases) != len(expected):
-        sent, wanted = sorted(aliases), sorted(expected)
-        raise status.invalid_argument(
-            f"input size does not match signature: {len(aliases)}!={len(expected)} "
-            f"len({{{','.join(sent)}}}) != len({{{','.join(wanted)}}}). "
-            f"Sent extra: {{{','.join(sorted(set(sent) - set(wanted)))}}}. "
-            f"Missing but required: {{{','.join(sorted(set(wanted) - set(sent)))}}}."
-        )
-    for alias in aliases:
-        if alias not in expected:
-            raise status.invalid_argument(
-                f"input tensor alias not found in signature: {alias}. "
-                f"Inputs expected to be in the set {{{','.join(expected)}}}."
-            )
 
 
 def proto_decoder(inputs: Mapping, max_fill_bytes: int = tensors.DEFAULT_MAX_FILL_BYTES) -> Decoder:

@@ -27,6 +27,7 @@ from tfs_bench.server import json_examples
 from tfs_bench.server import json_tensors
 from tfs_bench.server import predict
 from tfs_bench.server import status
+from tfs_bench.server.json_offload import JsonOffload
 from tfs_bench.server.status import ServingError
 
 # TF Serving's routes (http_rest_api_util.cc), matched case-insensitively.
@@ -72,8 +73,9 @@ class RestApi:
     """Turns (method, path, body) into (HTTP status, content type, body); no sockets here."""
 
     def __init__(self, inference: inference_lib.Inference, models, timeout_ms: int,
-                 metrics=None, metrics_path: str | None = None):
+                 metrics=None, metrics_path: str | None = None, json_offload: JsonOffload | None = None):
         self._inference = inference
+        self._offload = json_offload
         self._predictor = inference.predictor
         self._models = models
         self._timeout_ms = timeout_ms
@@ -87,7 +89,8 @@ class RestApi:
         if not path.lower().startswith("/v1/"):
             return 404, "application/json", _error_body(f"Not found: {method} {path}")
         try:
-            return 200, "application/json", json.dumps(self._route(method, path, body)).encode()
+            answer = self._route(method, path, body)
+            return 200, "application/json", answer if isinstance(answer, bytes) else json.dumps(answer).encode()
         except ServingError as e:
             return http_status(e.code), "application/json", _error_body(e.message)
         except MemoryError:
@@ -99,7 +102,8 @@ class RestApi:
                           type(e).__name__, status.clip(str(e), 500))
             return 500, "application/json", _error_body(f"{type(e).__name__}: {e}")
 
-    def _route(self, method: str, path: str, body: bytes) -> dict:
+    def _route(self, method: str, path: str, body: bytes) -> dict | bytes:
+        """The answer as a JSON value, or as JSON bytes already encoded (by a JSON worker)."""
         if method == "POST" and (match := _PREDICT_PATH.fullmatch(path)):
             name, version, label, verb = match.groups()
             target = _target(name, version, label)
@@ -115,18 +119,24 @@ class RestApi:
             return self._metadata(target) if metadata else self._status(target)
         raise status.invalid_argument(f"Malformed request: {method} {path}")
 
-    def _predict(self, target: predict.ModelTarget, raw: bytes) -> dict:
+    def _predict(self, target: predict.ModelTarget, raw: bytes) -> dict | bytes:
         deadline_s = self.deadline_s()
         with self._predictor.observe_request(target.name, predict.ENTRYPOINT_REST):
-            body = json_tensors.parse_predict_body(raw)
-            self._check_signature(target, body.signature_name)
-            call = predict.PredictCall(
-                target=target,
-                signature_name=body.signature_name,
-                deadline_s=deadline_s,
-            )
-            result = self._predictor.predict(call, json_tensors.decoder(body))
-            return json_tensors.encode_outputs(result.outputs, body.format)
+            if self._offload is not None and self._offload.wants(raw):
+                # Parsed and decoded in a JSON worker, not under this process's GIL.
+                with self._offload.predict_body(raw) as body:
+                    result = self._predictor.predict(self._call(target, body.signature_name, deadline_s), body.decode)
+            else:
+                body = json_tensors.parse_predict_body(raw)
+                result = self._predictor.predict(
+                    self._call(target, body.signature_name, deadline_s), json_tensors.decoder(body)
+                )
+            encoded = self._offload.encode(result.outputs, body.format) if self._offload is not None else None
+            return encoded if encoded is not None else json_tensors.encode_outputs(result.outputs, body.format)
+
+    def _call(self, target: predict.ModelTarget, signature_name: str, deadline_s: float | None) -> predict.PredictCall:
+        self._check_signature(target, signature_name)
+        return predict.PredictCall(target=target, signature_name=signature_name, deadline_s=deadline_s)
 
     def _examples(self, target: predict.ModelTarget, verb: str, raw: bytes) -> dict:
         classify = verb == "classify"
