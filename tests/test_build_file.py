@@ -17,8 +17,10 @@ PIP_NAMES = {
     "absl": "absl-py",
     "google": "protobuf",
     "grpc": "grpcio",
+    "grpc_tools": "grpcio-tools",
     "hypothesis": "hypothesis",
-    "keras": "tensorflow",  # Keras 3 ships as a dependency of the tensorflow wheel
+    "keras": "tensorflow",
+    "kubernetes_validate": "kubernetes-validate",  # Keras 3 ships as a dependency of the tensorflow wheel
     "matplotlib": "matplotlib",
     "ml_dtypes": "tensorflow",  # numpy's bfloat16; ships as a dependency of the tensorflow wheel
     "numpy": "numpy",
@@ -45,6 +47,13 @@ def _load_build():
 
         return define
 
+    def py_proto_library(name, deps, **_):
+        # Bazel generates `<proto>_pb2.py` beside each .proto of the proto_library it wraps.
+        assert name not in targets, f"target {name} defined twice"
+        protos = [src for dep in deps for src in targets[dep.lstrip(":")]["srcs"]]
+        targets[name] = {"kind": "py_proto_library", "srcs": [], "deps": list(deps), "main": None,
+                         "generates": [p[: -len(".proto")] + "_pb2.py" for p in protos]}
+
     def forbidden_glob(*_, **__):
         raise AssertionError("list files explicitly; a glob cannot be checked against the tree")
 
@@ -54,6 +63,8 @@ def _load_build():
         "py_library": rule("py_library"),
         "py_binary": rule("py_binary"),
         "py_test": rule("py_test"),
+        "proto_library": rule("proto_library"),
+        "py_proto_library": py_proto_library,
         "requirement": lambda name: f"requirement:{name}",
         "glob": forbidden_glob,
     }
@@ -64,13 +75,21 @@ def _load_build():
 TARGETS = _load_build()
 
 
-def _python_files():
+GENERATED = {path: name for name, t in TARGETS.items() for path in t.get("generates", ())}
+
+
+def _files(suffix):
     return sorted(
         p.relative_to(REPO_ROOT).as_posix()
         for d in SOURCE_DIRS
         if (REPO_ROOT / d).is_dir()
-        for p in (REPO_ROOT / d).rglob("*.py")
+        for p in (REPO_ROOT / d).rglob(f"*{suffix}")
     )
+
+
+def _python_files():
+    """Every Python source, without what a py_proto_library generates (built, not kept in git)."""
+    return [p for p in _files(".py") if p not in GENERATED]
 
 
 def _module_of(path: str) -> str:
@@ -98,9 +117,11 @@ def test_every_python_file_is_in_exactly_one_target():
         for src in target["srcs"]:
             assert src not in owners, f"{src} is in both {owners[src]} and {name}"
             owners[src] = name
-    files = _python_files()
+    files = _python_files() + _files(".proto")
     assert sorted(set(files) - set(owners)) == [], "files missing from BUILD"
     assert sorted(set(owners) - set(files)) == [], "BUILD lists files that do not exist"
+    for path, name in GENERATED.items():
+        assert (REPO_ROOT / path[: -len("_pb2.py")]).with_suffix(".proto").is_file(), name
 
 
 def test_tests_and_binaries_have_the_right_rules():
@@ -108,6 +129,7 @@ def test_tests_and_binaries_have_the_right_rules():
         for src in target["srcs"]:
             is_test = Path(src).name.startswith("test_")
             assert (target["kind"] == "py_test") == is_test, f"{src} in {target['kind']} {name}"
+            assert (target["kind"] == "proto_library") == src.endswith(".proto"), f"{src} in {target['kind']} {name}"
         if target["kind"] == "py_binary":
             assert target["main"] in target["srcs"]
             assert 'if __name__ == "__main__":' in (REPO_ROOT / target["main"]).read_text()
@@ -117,7 +139,10 @@ def test_deps_name_defined_targets_and_cover_imports():
     provided = {}
     for name, target in TARGETS.items():
         for src in target["srcs"]:
-            provided[_module_of(src)] = name
+            if src.endswith(".py"):
+                provided[_module_of(src)] = name
+    for path, name in GENERATED.items():
+        provided[_module_of(path)] = name
     # Top-level names of this repository's modules: tfs_bench, bench, and test helpers imported by
     # their stem (pytest puts tests/ on sys.path).
     first_party = {"tfs_bench"} | {module.split(".")[0] for module in provided}
@@ -125,10 +150,12 @@ def test_deps_name_defined_targets_and_cover_imports():
     for name, target in TARGETS.items():
         deps = set(target["deps"])
         for dep in deps:
-            if not dep.startswith("requirement:"):
+            if not dep.startswith(("requirement:", "@")):  # @repo//: another Bazel repository's target
                 if dep.lstrip(":") not in TARGETS:
                     problems.append(f"{name}: dep {dep} is not a target")
         for src in target["srcs"]:
+            if not src.endswith(".py"):
+                continue
             for imported in _imports(src):
                 top = imported.split(".")[0]
                 if imported in ("tfs_bench", "bench"):

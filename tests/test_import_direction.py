@@ -17,6 +17,10 @@ The rules:
   exercises a binary's flags, which is one that also imports tests/binary_flags.py: that helper
   moves a binary's flags off absl's global FLAGS, without which two binaries cannot be imported into
   one process.
+- Nothing the load stage imports (tfs_bench/load but `raw_throughput`, which measures TensorFlow
+  itself in a child process, and every tfs_bench module those import, transitively) imports
+  tensorflow, tensorflow_serving or keras: a generator on a small box or shipped to many nodes
+  does not carry TensorFlow.
 - Nothing in tfs_bench/ imports from tests/ or bench/ (`bench.*`, or a tests/ module by the name
   pytest gives it, e.g. `conftest`, `server_support`).
 """
@@ -162,3 +166,38 @@ def test_the_package_never_imports_tests_or_bench():
     helpers = {Path(p).stem for p in python_files("tests")} | {"tests", "bench"}
     problems = offending(python_files("tfs_bench"), lambda m: m.split(".")[0] in helpers)
     assert not problems, "tfs_bench must not import from tests/ or bench/:\n" + "\n".join(problems)
+
+
+TENSORFLOW = ("tensorflow", "tensorflow_serving", "keras")
+
+
+def _file_of(module: str) -> str | None:
+    for candidate in (module.replace(".", "/") + ".py", module.replace(".", "/") + "/__init__.py"):
+        if (REPO_ROOT / candidate).is_file():
+            return candidate
+    return None
+
+
+def load_stage_files() -> list[str]:
+    """tfs_bench/load's files but raw_throughput, and every tfs_bench file they import (transitively)."""
+    todo = [p for p in _under("tfs_bench/load") if p != "tfs_bench/load/raw_throughput.py"]
+    seen = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for imp in imports_of(path):
+            for module in imp.modules:
+                if names(module, "tfs_bench") and module != "tfs_bench.load.raw_throughput":
+                    found = _file_of(module)
+                    if found is not None:
+                        todo.append(found)
+    return sorted(seen)
+
+
+def test_the_load_stage_imports_no_tensorflow_even_through_what_it_imports():
+    files = load_stage_files()
+    assert "tfs_bench/monitors/gpu.py" in files and "tfs_bench/load/wire/__init__.py" in files  # it follows imports
+    problems = offending(files, lambda m: any(names(m, tf) for tf in TENSORFLOW))
+    assert not problems, "the load stage must not import TensorFlow:\n" + "\n".join(problems)

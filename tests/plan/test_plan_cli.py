@@ -149,7 +149,7 @@ def test_versions_labels_and_replanning(saved_models, tmp_path):
     assert dict(entry.version_labels) == {"stable": 1, "canary": 2}
     # A second plan replaces the first whole: no stale server directories survive.
     assert _plan(saved_models, out, "--models=tiny_cnn").returncode == 0
-    assert sorted(p.name for p in out.iterdir()) == ["docker-compose.yml", "plan.json", "tiny_cnn"]
+    assert sorted(p.name for p in out.iterdir()) == ["docker-compose.yml", "kubernetes.yaml", "plan.json", "tiny_cnn"]
 
 
 @pytest.mark.parametrize(
@@ -224,3 +224,22 @@ def test_an_output_dir_that_is_a_file_is_refused_in_one_line(saved_models, tmp_p
                 else f"error: --output_dir {out}: {tmp_path / 'afile'} is a file, not a directory")
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == expected, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and (tmp_path / "afile").read_text() == "keep me"
+
+
+def test_the_kubernetes_flags_reach_the_manifests_and_bad_ones_are_refused(saved_models, tmp_path):
+    proc = _plan(saved_models, tmp_path / "plan", "--models=tiny_cnn,half_plus_two", "--hosting=multi_model",
+                 "--kubernetes_namespace=bench", "--kubernetes_models_claim=model-store", "--kubernetes_memory=3Gi",
+                 "--kubernetes_service_type=LoadBalancer")
+    assert proc.returncode == 0, proc.stderr
+    objects = list(yaml.safe_load_all((tmp_path / "plan" / "kubernetes.yaml").read_text()))
+    assert {o["metadata"]["namespace"] for o in objects} == {"bench"}
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "model-store"
+    assert pod["containers"][0]["resources"]["requests"] == {"memory": "3Gi"}
+    assert [o["spec"]["type"] for o in objects if o["kind"] == "Service"] == ["LoadBalancer"]
+
+    bad = _plan(saved_models, tmp_path / "bad", "--models=tiny_cnn", "--kubernetes_memory=4GB")
+    assert bad.returncode == 1 and not (tmp_path / "bad").exists()
+    assert bad.stderr.strip().splitlines()[-1] == (
+        "error: Kubernetes memory must be a whole quantity like 4Gi or 512Mi, got '4GB'")

@@ -11,9 +11,9 @@ height and width, as pixels in [0, 255] of the input's dtype. A folder of n imag
 Bodies are encoded once here and sent as raw bytes: a serialized `PredictRequest` with
 `tensor_content` tensors for gRPC, a columnar JSON body (`{"inputs": …}`) for REST.
 
-TensorFlow Serving's protos import all of TensorFlow (seconds, ~0.7 GB), so they are imported
-only inside the gRPC functions: only the parent of a gRPC run pays for them, once; REST runs,
-worker processes and flag parsing never do.
+gRPC messages come from `tfs_bench.load.wire` (TF Serving's field numbers, compiled by
+grpcio-tools), not from the tensorflow-serving-api wheel, whose protos import all of TensorFlow:
+nothing in the load stage imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from tfs_bench import addresses
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import LoadError
 from tfs_bench.errors import ModelError
+from tfs_bench.load import wire
 from tfs_bench.load.config import INPUT_IMAGES
 from tfs_bench.load.config import InputSource
 from tfs_bench.load.config import LoadConfig
@@ -146,11 +147,9 @@ def select_signature(
 
 def _grpc_signatures(target: str, model: str, timeout_s: float) -> dict[str, tuple[InputSpec, ...]]:
     import grpc
-    from tensorflow.core.framework import types_pb2
-    from tensorflow_serving.apis import get_model_metadata_pb2
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    request = get_model_metadata_pb2.GetModelMetadataRequest()
+    serving = wire.messages()
+    request = serving.GetModelMetadataRequest()
     request.model_spec.name = model
     request.metadata_field.append(SIGNATURE_DEF_FIELD)
     with grpc.insecure_channel(target) as channel:
@@ -158,24 +157,38 @@ def _grpc_signatures(target: str, model: str, timeout_s: float) -> dict[str, tup
             grpc.channel_ready_future(channel).result(timeout=timeout_s)
         except grpc.FutureTimeoutError:
             raise LoadError(f"no gRPC connection to {target} within {timeout_s:g} s{_why_not_grpc(target)}") from None
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        get_metadata = channel.unary_unary(
+            wire.method("GetModelMetadata"),
+            request_serializer=serving.GetModelMetadataRequest.SerializeToString,
+            response_deserializer=serving.GetModelMetadataResponse.FromString,
+        )
         try:
-            response = stub.GetModelMetadata(request, timeout=timeout_s)
+            response = get_metadata(request, timeout=timeout_s)
         except grpc.RpcError as e:
             raise _metadata_error(model, target, e.code().name, e.details()) from None
-    defs = get_model_metadata_pb2.SignatureDefMap()
-    response.metadata[SIGNATURE_DEF_FIELD].Unpack(defs)
+    if SIGNATURE_DEF_FIELD not in response.metadata:
+        raise LoadError(f"the server at {target} sent no {SIGNATURE_DEF_FIELD} metadata for model {model!r}")
+    # The Any holds a tensorflow.serving.SignatureDefMap: the same bytes as ours (tests/load/test_wire.py).
+    defs = serving.SignatureDefMap.FromString(response.metadata[SIGNATURE_DEF_FIELD].value)
     return {
         name: tuple(
             InputSpec(
                 alias,
-                types_pb2.DataType.Name(info.dtype),
+                _dtype_name(serving, info.dtype),
                 None if info.tensor_shape.unknown_rank else tuple(d.size for d in info.tensor_shape.dim),
             )
             for alias, info in sorted(signature.inputs.items())
         )
         for name, signature in defs.signature_def.items()
     }
+
+
+def _dtype_name(serving, number: int) -> str:
+    """TensorFlow's enum name of a dtype (DT_FLOAT, …); a number newer than serving.proto stays a number."""
+    try:
+        return serving.DataType.Name(number)
+    except ValueError:
+        return f"DataType {number}"
 
 
 def _why_not_grpc(target: str) -> str:
@@ -341,16 +354,14 @@ def load_images(paths: Sequence[Path], height: int, width: int, channels: int) -
 
 def encode_grpc(model: str, signature_name: str, inputs: Sequence[InputSpec], batch: Mapping[str, np.ndarray]) -> bytes:
     """A serialized PredictRequest with each input as little-endian `tensor_content`."""
-    from tensorflow.core.framework import types_pb2
-    from tensorflow_serving.apis import predict_pb2
-
-    request = predict_pb2.PredictRequest()
+    serving = wire.messages()
+    request = serving.PredictRequest()
     request.model_spec.name = model
     request.model_spec.signature_name = signature_name
     for spec in inputs:
         array = batch[spec.alias]
         tensor = request.inputs[spec.alias]
-        tensor.dtype = types_pb2.DataType.Value(spec.dtype)
+        tensor.dtype = serving.DataType.Value(spec.dtype)
         for size in array.shape:
             tensor.tensor_shape.dim.add(size=size)
         tensor.tensor_content = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()

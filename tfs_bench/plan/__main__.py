@@ -15,6 +15,7 @@ from absl import flags
 
 from tfs_bench.plan import docker_deploy
 from tfs_bench.plan import gpu_info
+from tfs_bench.plan import kubernetes
 from tfs_bench.plan import placement
 from tfs_bench.plan import plan_files
 from tfs_bench import flag_rules
@@ -70,6 +71,18 @@ _PORT_BASE = flags.DEFINE_integer(
     lower_bound=1, upper_bound=65534,
 )
 _DOCKER_TAG = flags.DEFINE_string("docker_image_tag", "latest", "tensorflow/serving image tag.")
+_K8S_DEFAULTS = kubernetes.KubernetesOptions()
+_K8S_NAMESPACE = flags.DEFINE_string("kubernetes_namespace", _K8S_DEFAULTS.namespace, "kubernetes.yaml: the namespace.")
+_K8S_CLAIM = flags.DEFINE_string(
+    "kubernetes_models_claim", None,
+    "kubernetes.yaml: a PersistentVolumeClaim holding each model under <name>/ (default: hostPath volumes of the "
+    "plan's base paths).",
+)
+_K8S_MEMORY = flags.DEFINE_string("kubernetes_memory", _K8S_DEFAULTS.memory, "kubernetes.yaml: memory per server.")
+_K8S_SERVICE_TYPE = flags.DEFINE_enum(
+    "kubernetes_service_type", _K8S_DEFAULTS.service_type, ["ClusterIP", "NodePort", "LoadBalancer"],
+    "kubernetes.yaml: the type of each server's Service.",
+)
 
 _BATCHING_FLAGS = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
 
@@ -211,7 +224,8 @@ def main(argv):
         image = docker_deploy.image_name(_DOCKER_TAG.value, gpu=plan.device == "gpu")
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    path = plan_files.write_plan(plan, _OUTPUT_DIR.value, image)
+    k8s = kubernetes.KubernetesOptions(_K8S_NAMESPACE.value, _K8S_CLAIM.value, _K8S_MEMORY.value, _K8S_SERVICE_TYPE.value)
+    path = plan_files.write_plan(plan, _OUTPUT_DIR.value, image, k8s)
     print(_summary(plan, path))
 
 

@@ -84,24 +84,25 @@ def compose_yaml(services: list[dict]) -> str:
     for service in services:
         body = {k: v for k, v in service.items() if k != "name"}
         lines.append(f"  {service['name']}:")
-        lines += _yaml_block(body, indent=4)
+        lines += yaml_block(body, indent=4)
     return "\n".join(lines) + "\n"
 
 
-def _yaml_block(value, indent: int) -> list[str]:
+def yaml_block(value, indent: int) -> list[str]:
+    """The lines of a mapping or list in block style, `indent` spaces in."""
     pad = " " * indent
     lines = []
     if isinstance(value, dict):
         for key, item in value.items():
             if isinstance(item, (dict, list)) and item:
                 lines.append(f"{pad}{key}:")
-                lines += _yaml_block(item, indent + 2)
+                lines += yaml_block(item, indent + 2)
             else:
                 lines.append(f"{pad}{key}: {_yaml_scalar(item)}")
     else:
         for item in value:
             if isinstance(item, dict):
-                first, *rest = _yaml_block(item, indent + 2)
+                first, *rest = yaml_block(item, indent + 2)
                 lines.append(f"{pad}- {first.lstrip()}")
                 lines += rest
             else:

@@ -9,7 +9,10 @@ For each server, `<output_dir>/<server>/` holds:
                         read-only at /models/config
   docker-run.sh         the equivalent `docker run` of the tensorflow/serving image
   docker-compose.yml    the same as a compose service
-and `<output_dir>/docker-compose.yml` holds every server as one compose project. `plan.json` is a
+  kubernetes.yaml       the same as Kubernetes objects: ConfigMap, Deployment, Service
+                        (tfs_bench.plan.kubernetes says what each placement becomes)
+and `<output_dir>/docker-compose.yml` holds every server as one compose project,
+`<output_dir>/kubernetes.yaml` every server's objects as one file for `kubectl apply -f`. `plan.json` is a
 `tfs_bench.plan.plan_record.PlanRecord`; read it back with `plan_record.read_plan`.
 """
 
@@ -27,6 +30,7 @@ from tfs_bench import flag_rules
 from tfs_bench import tfs_protos
 from tfs_bench.errors import ConfigError
 from tfs_bench.plan import docker_deploy
+from tfs_bench.plan import kubernetes
 from tfs_bench.plan import placement
 from tfs_bench.plan.plan_record import PLAN_FILE
 from tfs_bench.plan.plan_record import DockerSpec
@@ -34,8 +38,10 @@ from tfs_bench.plan.plan_record import PlannedServer
 from tfs_bench.plan.plan_record import PlanRecord
 from tfs_bench.plan.plan_record import ServerFiles
 from tfs_bench.version_policy import VersionPolicy
-CONTAINER_MODELS_ROOT = "/models"
-CONTAINER_CONFIG_DIR = "/models/config"
+
+CONTAINER_MODELS_ROOT = kubernetes.MODELS_MOUNT
+CONTAINER_CONFIG_DIR = kubernetes.CONFIG_MOUNT
+KUBERNETES_FILE = "kubernetes.yaml"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +98,8 @@ def server_flags(server: placement.ServerPlan, files: ConfigFiles, ports: bool =
     return flags + server.threads.flags()
 
 
-def write_plan(plan: placement.Plan, output_dir: str | os.PathLike, docker_image: str) -> Path:
+def write_plan(plan: placement.Plan, output_dir: str | os.PathLike, docker_image: str,
+               k8s: kubernetes.KubernetesOptions = kubernetes.KubernetesOptions()) -> Path:
     """Writes every file of the plan; the directory is replaced whole, never left half-written."""
     output_dir = Path(output_dir).absolute()
     problem = flag_rules.directory_path_problem("output_dir", str(output_dir))
@@ -104,9 +111,12 @@ def write_plan(plan: placement.Plan, output_dir: str | os.PathLike, docker_image
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
     replaced = None
     try:
-        servers = tuple(_write_server(plan, server, staging, output_dir, docker_image) for server in plan.servers)
+        objects: list[dict] = []
+        servers = tuple(_write_server(plan, server, staging, output_dir, docker_image, k8s, objects)
+                        for server in plan.servers)
         services = [s.docker.compose_service for s in servers]
         (staging / "docker-compose.yml").write_text(docker_deploy.compose_yaml(services))
+        (staging / KUBERNETES_FILE).write_text(kubernetes.manifest_yaml(objects, kubernetes.note(plan)))
         record = _plan_record(plan, servers, docker_image)
         (staging / PLAN_FILE).write_text(json.dumps(record.to_json(), indent=2) + "\n")
         if output_dir.exists():
@@ -120,7 +130,9 @@ def write_plan(plan: placement.Plan, output_dir: str | os.PathLike, docker_image
     return output_dir / PLAN_FILE
 
 
-def _write_server(plan, server, staging: Path, final_root: Path, docker_image: str) -> PlannedServer:
+def _write_server(plan, server, staging: Path, final_root: Path, docker_image: str,
+                  k8s: kubernetes.KubernetesOptions, objects: list[dict]) -> PlannedServer:
+    """Writes one server's files; appends its Kubernetes objects to `objects`."""
     local_dir, final_dir = staging / server.name, final_root / server.name
     local_dir.mkdir()
     (local_dir / "docker").mkdir()
@@ -146,6 +158,10 @@ def _write_server(plan, server, staging: Path, final_root: Path, docker_image: s
     run_script.write_text(docker_deploy.run_script(deployment))
     run_script.chmod(0o755)
     (local_dir / "docker-compose.yml").write_text(docker_deploy.compose_yaml([deployment.compose_service()]))
+    configs = {p.name: p.read_text() for p in sorted((local_dir / "docker").iterdir())}
+    server_objects = kubernetes.server_objects(server, plan, configs, list(deployment.flags), docker_image, k8s)
+    (local_dir / KUBERNETES_FILE).write_text(kubernetes.manifest_yaml(server_objects, kubernetes.note(plan)))
+    objects += server_objects
     files = ServerFiles(
         dir=str(final_dir),
         model_config=local.model_config,
