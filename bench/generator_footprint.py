@@ -26,20 +26,11 @@ import psutil
 from absl import app
 from absl import flags
 
+from bench.server_faults import start_server
 from tfs_bench.export import known_answer
-from tfs_bench.launch import launchers
 
 _RUN_FLAGS = ("--concurrency=1", "--window_s=0.5", "--window_min_requests=5", "--warmup_s=0.2", "--max_windows=3",
               "--stability_tolerance=0.5", "--min_duration_s=1", "--min_requests=5")
-
-
-def start_server(work_dir: Path) -> launchers.RunningServer:
-    base = known_answer.write_models(str(work_dir / "models"))
-    spec = launchers.EmbeddedSpec(
-        (f"--model_name={known_answer.MODEL_NAME}", f"--model_base_path={base}"),
-        (known_answer.MODEL_NAME,), str(work_dir), rest=False,
-    )
-    return launchers.launch(spec)
 
 
 def _read(path: str) -> str | None:

@@ -32,18 +32,23 @@ def api_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("api_server")
 
 
+def labelled_model(base) -> str:
+    """The config entry of MODEL: every version served, labels stable (1) and canary (2)."""
+    return f"""  config {{
+    name: "{MODEL}" base_path: "{base}" model_platform: "tensorflow"
+    model_version_policy {{ all {{}} }}
+    version_labels {{ key: "stable" value: 1 }}
+    version_labels {{ key: "canary" value: 2 }}
+  }}"""
+
+
 @pytest.fixture(scope="module")
 def server(known_answer_dir, api_dir):
     tmp = api_dir
     base = known_answer_dir / MODEL
     config = write_config(tmp / "models.config", f"""
 model_config_list {{
-  config {{
-    name: "{MODEL}" base_path: "{base}" model_platform: "tensorflow"
-    model_version_policy {{ all {{}} }}
-    version_labels {{ key: "stable" value: 1 }}
-    version_labels {{ key: "canary" value: 2 }}
-  }}
+{labelled_model(base)}
   config {{ name: "latest" base_path: "{base}" model_platform: "tensorflow" }}
   config {{
     name: "latest_two" base_path: "{base}" model_platform: "tensorflow"
@@ -73,15 +78,7 @@ def offloaded_server(known_answer_dir, tmp_path_factory):
     """The same models, every REST body parsed and every response encoded in a JSON worker process."""
     tmp = tmp_path_factory.mktemp("offloaded_server")
     base = known_answer_dir / MODEL
-    config = write_config(tmp / "models.config", f"""
-model_config_list {{
-  config {{
-    name: "{MODEL}" base_path: "{base}" model_platform: "tensorflow"
-    model_version_policy {{ all {{}} }}
-    version_labels {{ key: "stable" value: 1 }}
-    version_labels {{ key: "canary" value: 2 }}
-  }}
-}}""")
+    config = write_config(tmp / "models.config", f"model_config_list {{\n{labelled_model(base)}\n}}")
     server = start_embedded([f"--model_config_file={config}", "--rest_json_offload_bytes=0", "--rest_json_workers=1"],
                             tmp, [MODEL])
     yield server
