@@ -163,3 +163,13 @@ def test_window_records_round_trip_through_json():
     windows = clip_to_windows(MonitorSamples(CPU, GPU), [(S // 2, 5 * S // 2), (3 * S, 5 * S)], OK_GPU)
     for window in windows:
         assert type(window).from_json(json.loads(json.dumps(window.to_json()))) == window
+
+
+def test_an_unchanged_counter_that_wobbles_in_its_last_bits_reads_as_no_time_and_a_real_fall_as_unknown():
+    # A quiet machine: busy time unchanged over the window, read back 1e-12 lower by rounding.
+    quiet = (cpu_sample(0, 100.0, 200.0, 1.0, 10), cpu_sample(1, 100.0 - 1e-12, 202.0, 1.0, 10))
+    (window,) = clip_to_windows(MonitorSamples(quiet, ()), [(0, S)], GPU_OFF)
+    assert window.system_cpu_utilisation_percent == 0.0 and window.server("server").cpu_s == 0.0
+    fell = (cpu_sample(0, 100.0, 200.0, 1.0, 10), cpu_sample(1, 99.99, 202.0, 1.0, 10))  # a 10 ms tick back
+    (window,) = clip_to_windows(MonitorSamples(fell, ()), [(0, S)], GPU_OFF)
+    assert window.system_cpu_utilisation_percent is None

@@ -89,6 +89,9 @@ def _clip(
     )
 
 
+_ROUNDING_S = 1e-6
+
+
 class _Counters:
     """Cumulative counters of the CPU samples, read at the window's boundaries."""
 
@@ -98,11 +101,14 @@ class _Counters:
         self._start_ns, self._end_ns = start_ns, end_ns
 
     def delta(self, value: Callable[[CpuSample], float | None]) -> float | None:
+        """The counter's growth over the window; None when a boundary is outside the samples or
+        the counter went back. A fall of at most _ROUNDING_S is floating-point rounding of an
+        unchanged counter (CPU time is counted in 10 ms ticks), and reads as 0."""
         start = self._at(self._start_ns, value)
         end = self._at(self._end_ns, value)
-        if start is None or end is None or end < start:
+        if start is None or end is None or end < start - _ROUNDING_S:
             return None
-        return end - start
+        return max(end - start, 0.0)
 
     def _at(self, t_ns: int, value: Callable[[CpuSample], float | None]) -> float | None:
         i = bisect.bisect_left(self._times, t_ns)

@@ -22,12 +22,14 @@ _GONE = (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied)
 
 def system_cpu_seconds() -> tuple[float, float]:
     """(busy, total) CPU seconds of all logical CPUs since boot, counted as psutil.cpu_percent does."""
-    times = psutil.cpu_times()
-    total = sum(times)
+    fields = psutil.cpu_times()._asdict()
     # Linux counts guest time inside user and nice as well; do not count it twice.
-    total -= getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)
-    busy = total - times.idle - getattr(times, "iowait", 0.0)
-    return max(busy, 0.0), total
+    guest = fields.pop("guest", 0.0) + fields.pop("guest_nice", 0.0)
+    idle = fields.pop("idle") + fields.pop("iowait", 0.0)
+    # Summed from the busy fields, not total - idle: an unchanged busy time then reads back
+    # identical, where a difference of larger sums would wobble in its last bits.
+    busy = max(sum(fields.values()) - guest, 0.0)
+    return busy, busy + idle
 
 
 class CpuSampler:
