@@ -135,9 +135,6 @@ def parse_flagfile(text: str) -> dict[str, str]:
     return values
 
 
-_MOVED_ASIDE = re.compile(r"\.interrupted-[0-9]+$")  # tfs_bench.run.runner's name for a partial step
-
-
 @dataclasses.dataclass(frozen=True)
 class UnfinishedRun:
     """A load run that stopped before its summary.json: its directory (relative to the
@@ -242,7 +239,7 @@ class RunData:
             if any(directory == d or d in directory.parents for d in finished):
                 continue
             relative = directory.relative_to(self.path)
-            moved_aside = any(_MOVED_ASIDE.search(part) for part in relative.parts)
+            moved_aside = any(run_files.is_moved_aside(part) for part in relative.parts)
             if (directory / run_files.FAILURE_FILE).is_file():
                 failure = run_files.read_failure(directory)
                 ended, reason, windows = failure.ended, f"{failure.reason}, at {failure.ended_at}", failure.windows

@@ -318,14 +318,14 @@ class _Experiment:
             raise ConfigError(f"client_retries must be >= 0, got {client_retries}")
         manifest = RunManifest(config, invocation or {}, settings=settings)
         self._kept: dict[str, ExperimentRun] = {}
+        self._started_at = _now()
         if resume:
             self._dir, summary = run_files.reopen_for_resume(config.output_dir, manifest)
             if isinstance(summary, ExperimentSummary):
                 self._kept = {run.label: run for run in summary.runs}
-            self._started_at = summary.started_at if isinstance(summary, ExperimentSummary) else _now()
+                self._started_at = summary.started_at
         else:
             run_files.check_output_dir(config.output_dir, config.overwrite)
-            self._started_at = _now()
         self._config = config
         self._prepared = request_bodies.prepare(config)
         self._settings = settings

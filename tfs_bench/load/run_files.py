@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -494,14 +495,16 @@ def _flattened(value, prefix: str = "") -> dict[str, object]:
     return {prefix[:-1]: value}
 
 
+def _measured_settings(manifest: RunManifest) -> dict[str, object]:
+    """Every setting that decides what a run measures, by its dotted key in run.json."""
+    described = {"kind": manifest.kind, "label": manifest.label,
+                 "settings": manifest.settings and manifest.settings.to_json(), "config": manifest.config.to_json()}
+    return {key: value for key, value in _flattened(described).items() if key.split(".")[-1] not in _NOT_COMPARED}
+
+
 def manifest_differences(before: RunManifest, now: RunManifest) -> list[str]:
     """What `now` would measure differently from `before`: "key: was A, now B" per setting."""
-    old, new = (
-        {k: v for k, v in _flattened({"kind": m.kind, "label": m.label, "settings": m.settings and m.settings.to_json(),
-                                      "config": m.config.to_json()}).items()
-         if k.split(".")[-1] not in _NOT_COMPARED}
-        for m in (before, now)
-    )
+    old, new = _measured_settings(before), _measured_settings(now)
     return [f"{key}: was {old.get(key)!r}, now {new.get(key)!r}" for key in sorted(set(old) | set(new))
             if old.get(key) != new.get(key)]
 
@@ -528,6 +531,9 @@ def reopen_for_resume(path: str | os.PathLike, manifest: RunManifest) -> tuple[P
         raise ConfigError(f"--resume: {e}") from None
 
 
+_MOVED_ASIDE = re.compile(r"\.interrupted-[0-9]+$")
+
+
 def move_aside(run_dir: Path) -> Path:
     """Renames a run that stopped part way to `<name>.interrupted-<k>` (kept, never reused)."""
     k = 1
@@ -536,6 +542,11 @@ def move_aside(run_dir: Path) -> Path:
     aside = run_dir.with_name(f"{run_dir.name}.interrupted-{k}")
     run_dir.rename(aside)
     return aside
+
+
+def is_moved_aside(name: str) -> bool:
+    """Whether a directory name is one `move_aside` gave."""
+    return _MOVED_ASIDE.search(name) is not None
 
 
 def read_manifest(run_dir: str | os.PathLike) -> RunManifest:
