@@ -99,7 +99,7 @@ def _every_field_set(tmp_path) -> LoadConfig:
         mix=mix, targets=TARGETS, output_dir=str(tmp_path / "out"), signature_name="times_two", batch_size=4,
         input_source=InputSource("images", str(tmp_path)), protocol="rest", policy=policy, criteria=criteria,
         max_outstanding=64, workers=3, seed=5, overwrite=True, request_timeout_s=3.5, connect_timeout_s=2.5,
-        generator_priority="normal",
+        generator_priority="normal", ray_address="ray://head:10001", ray_worker_cpus=0.5,
     )
 
 
@@ -111,6 +111,21 @@ def test_config_json_round_trip_with_every_field_set(tmp_path):
         assert unset == [], type(record).__name__
     assert LoadConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
     assert LoadConfig.from_json(_config().to_json()) == _config()
+
+
+def test_a_config_without_ray_writes_no_ray_settings_so_older_runs_compare_equal():
+    assert not any(key.startswith("ray_") for key in _config().to_json())
+    d = _config(ray_address="auto").to_json()
+    assert (d["ray_address"], d["ray_worker_cpus"]) == ("auto", 1.0)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"ray_address": " "}, "ray_address must not be empty"),
+    ({"ray_worker_cpus": -0.5}, "ray_worker_cpus must be >= 0, got -0.5"),
+])
+def test_ray_settings_that_cannot_work_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        _config(**overrides)
 
 
 def test_a_config_naming_an_image_folder_of_another_machine_still_reads_back(tmp_path):

@@ -162,6 +162,28 @@ def test_a_run_summary_reads_back_equal_with_todays_fields(tmp_path):
     ]
 
 
+def test_ray_workers_keep_their_node_clock_and_loss_in_the_summary(tmp_path):
+    workers = (
+        WorkerTotals(0, "records-w0.csv", 91, 0.25, "realtime", node="n1 (1a2b)", clock=(-1_500, 300)),
+        WorkerTotals(1, "records-w1.csv", 40, 0.5, "normal", node="n2 (3c4d)", clock=(2_000, 0),
+                     lost="its Ray actor on node n2 is gone"),
+    )
+    summary = RunSummary("open-100rps", "t0", "t1", 1_000, 2_000, "stable", workers, _result())
+    write_summary(tmp_path, summary)
+    assert read_summary(tmp_path) == summary
+    on_disk = json.loads((tmp_path / SUMMARY_FILE).read_text())["workers"]
+    assert on_disk[0] == {"worker": 0, "records_file": "records-w0.csv", "rows": 91, "cpu_s": 0.25,
+                          "priority": "realtime", "node": "n1 (1a2b)", "clock_offset_ns": -1_500,
+                          "clock_uncertainty_ns": 300}
+    assert on_disk[1]["lost"] == "its Ray actor on node n2 is gone" and on_disk[1]["clock_uncertainty_ns"] == 0
+
+
+@pytest.mark.parametrize("clock", [(5, -1), (5,), (1, 2, 3)])
+def test_a_worker_clock_needs_an_offset_and_an_uncertainty_of_at_least_zero(clock):
+    with pytest.raises(ValueError, match=r"^a worker's clock is \(offset_ns, uncertainty_ns >= 0\), got "):
+        WorkerTotals(0, "records-w0.csv", 1, 0.0, clock=clock)
+
+
 def test_experiment_summaries_read_back_equal_while_running_and_finished(tmp_path):
     result = _result()
     sweep_runs = (ExperimentRun("concurrency-1", "concurrency-1", result, concurrency=1),)

@@ -157,6 +157,50 @@ def test_a_window_marked_client_bound_without_usage_reads_zero_cpu():
     ]
 
 
+# ----------------------------------------------------------------------------- lost workers
+
+
+def judge_lost(lost_by_window: dict[int, tuple[int, ...]]):
+    records = records_of()
+    windows = [
+        summarize_window(k, a, b, records, {"a": 80.0}, POLICY, (), None, lost_by_window.get(k, ()))
+        for k, (a, b) in enumerate(zip((-5 * S, *BOUNDS), BOUNDS))  # four windows: the first is not pooled
+    ]
+    return summarize_run(records, windows, POLICY, ValidityCriteria())
+
+
+def test_a_worker_lost_before_a_pooled_window_ended_makes_the_run_invalid_naming_both():
+    result = judge_lost({2: (1,), 3: (0, 1)})
+    assert [(r.code, r.message) for r in result.verdict.reasons] == [(
+        "workers_lost",
+        "load worker(s) 0, 1 were lost before window(s) 2, 3 ended; their share of the load was not sent",
+    )]
+    assert result.tenants["a"].verdict.reasons == result.verdict.reasons  # a run reason: every tenant carries it
+    assert not result.verdict.blames_the_host
+
+
+def test_a_loss_only_in_a_window_that_is_not_pooled_is_no_reason():
+    # Impossible in a real run (a lost worker stays lost), but the rule reads the pooled windows only.
+    assert judge_lost({0: (3,)}).verdict.valid
+
+
+def test_a_window_keeps_its_lost_workers_through_json_and_reads_files_from_before_them():
+    (window,) = [summarize_window(0, 0, 5 * S, records_of(), {"a": 80.0}, POLICY, (), None, [1, 4])]
+    assert window.lost_workers == (1, 4)
+    written = window.to_json()
+    assert written["lost_workers"] == [1, 4]
+    assert type(window).from_json(json.loads(json.dumps(written))) == window
+    del written["lost_workers"]  # windows.jsonl written before workers could be lost
+    assert type(window).from_json(written).lost_workers == ()
+
+
+@pytest.mark.parametrize("lost", [(2, 1), (1, 1), (-1,)])
+def test_lost_workers_out_of_order_repeated_or_negative_are_refused(lost):
+    window = summarize_window(0, 0, 5 * S, records_of(), {"a": 80.0}, POLICY)
+    with pytest.raises(ValueError, match=r"^lost_workers must be distinct worker indices in order, got "):
+        dataclasses.replace(window, lost_workers=lost)
+
+
 # ----------------------------------------------------------------------------- criteria and records
 
 
@@ -204,6 +248,7 @@ def test_an_unknown_reason_code_is_refused_with_the_known_ones():
         (("client_starved", "client_saturated"), False),
         (("unstable",), False),
         (("errors", "dropped", "too_short", "too_few_requests"), False),
+        (("workers_lost",), False),  # a worker gone is not a busy host
     ],
 )
 def test_only_a_starved_or_late_generator_that_was_not_cpu_bound_blames_the_host(codes, blamed):

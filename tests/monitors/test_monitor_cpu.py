@@ -113,7 +113,7 @@ def test_generator_counts_its_own_cpu_only(server_tree):
 
 
 def test_generator_counts_the_worker_processes_it_selects_and_never_the_servers(server_tree):
-    from tfs_bench.load.driver import WORKER_MODULE
+    from tfs_bench.load.worker_pool import WORKER_MODULE
     from tfs_bench.load.resource_log import is_load_worker
 
     root, _ = server_tree

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import importlib.util
 import sys
 
 from absl import app
@@ -106,6 +107,16 @@ _RESUME = flags.DEFINE_bool(
 )
 _WORKERS = flags.DEFINE_integer(
     "workers", _RUN["workers"].default, "Load-generator processes sharing the schedule.", lower_bound=1, upper_bound=MAX_WORKERS
+)
+_RAY_ADDRESS = flags.DEFINE_string(
+    "ray_address", None,
+    "Run the --workers as Ray actors spread over this cluster's nodes: auto (the cluster this machine belongs "
+    "to), host:port of its head, or ray://host:port (Ray Client). Each node measures on its own clock, converted "
+    "at a common start; summary.json keeps each worker's node and clock offset. Needs `pip install ray`.",
+)
+_RAY_WORKER_CPUS = flags.DEFINE_float(
+    "ray_worker_cpus", _RUN["ray_worker_cpus"].default, "With --ray_address: the CPUs each worker reserves on its node.",
+    lower_bound=0.0,
 )
 _GENERATOR_PRIORITY = flags.DEFINE_enum(
     "generator_priority",
@@ -268,6 +279,17 @@ def _check_metrics_urls(values, targets):
         resource_log.split_urls(values, known)
 
 
+@flag_rules.rule("ray_address")
+def _check_ray_address(address):
+    if address is None:
+        return None
+    if not address.strip():
+        return "--ray_address must not be empty: give auto, host:port or ray://host:port"
+    if importlib.util.find_spec("ray") is None:
+        return "--ray_address needs Ray, which is not installed here (pip install ray)"
+    return None
+
+
 @flag_rules.rule("signature")
 def _check_signature(name):
     return None if name else "--signature must not be empty"
@@ -331,6 +353,8 @@ def _config() -> LoadConfig:
         request_timeout_s=_REQUEST_TIMEOUT_S.value,
         connect_timeout_s=_CONNECT_TIMEOUT_S.value,
         generator_priority=_GENERATOR_PRIORITY.value,
+        ray_address=_RAY_ADDRESS.value,
+        ray_worker_cpus=_RAY_WORKER_CPUS.value,
     )
 
 
@@ -350,7 +374,14 @@ class _Printer(driver.LoadObserver):
             f"{t.tenant} at {t.rate_rps:g} rps" if t.open_loop else f"{t.tenant} x{t.concurrency}"
             for t in config.mix.tenants
         )
-        _say(f"[{label}] {tenants}; {config.workers} worker(s); warm-up {config.policy.warmup_s:g} s")
+        where = "" if config.ray_address is None else f" on the Ray cluster at {config.ray_address}"
+        _say(f"[{label}] {tenants}; {config.workers} worker(s){where}; warm-up {config.policy.warmup_s:g} s")
+
+    def workers_placed(self, label, workers):
+        for w in workers:
+            offset_ns, uncertainty_ns = w.clock
+            _say(f"[{label}] worker {w.worker} on node {w.node}: clock offset {offset_ns / 1e3:+.1f} us "
+                 f"± {uncertainty_ns / 1e3:.1f} us")
 
     def window_closed(self, label, window):
         _say(console.format_window(label, window, self._sla_percentile))

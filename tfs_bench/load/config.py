@@ -190,6 +190,8 @@ class LoadConfig:
     request_timeout_s: float = 30.0
     connect_timeout_s: float = 10.0
     generator_priority: str = "auto"  # tfs_bench.cpu_priority.GENERATOR_PRIORITIES
+    ray_address: str | None = None  # workers as Ray actors on this cluster (tfs_bench.load.ray_workers)
+    ray_worker_cpus: float = 1.0  # the CPUs each Ray worker reserves on its node
 
     def __post_init__(self):
         object.__setattr__(self, "targets", tuple(addresses.normalize(t, "target") for t in self.targets))
@@ -220,11 +222,18 @@ class LoadConfig:
             raise ConfigError(
                 f"generator_priority must be one of {', '.join(GENERATOR_PRIORITIES)}, got {self.generator_priority!r}"
             )
+        if self.ray_address is not None and not self.ray_address.strip():
+            raise ConfigError("ray_address must not be empty: give auto, host:port or ray://host:port")
+        if not self.ray_worker_cpus >= 0:
+            raise ConfigError(f"ray_worker_cpus must be >= 0, got {self.ray_worker_cpus}")
 
     def target_of(self, load: TenantLoad) -> str:
         return load.target or self.targets[0]
 
     def to_json(self) -> dict:
+        ray = {} if self.ray_address is None else {
+            "ray_address": self.ray_address, "ray_worker_cpus": self.ray_worker_cpus
+        }
         return {
             "schema_version": SCHEMA_VERSION,
             "mix": self.mix.to_json(),
@@ -243,6 +252,7 @@ class LoadConfig:
             "request_timeout_s": self.request_timeout_s,
             "connect_timeout_s": self.connect_timeout_s,
             "generator_priority": self.generator_priority,
+            **ray,  # only where a run used Ray, so that older runs' settings compare equal
         }
 
     @classmethod
@@ -267,6 +277,8 @@ class LoadConfig:
             request_timeout_s=d["request_timeout_s"],
             connect_timeout_s=d["connect_timeout_s"],
             generator_priority=d.get("generator_priority", "normal"),
+            ray_address=d.get("ray_address"),
+            ray_worker_cpus=d.get("ray_worker_cpus", 1.0),
         )
 
 

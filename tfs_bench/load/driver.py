@@ -27,12 +27,8 @@ generator that is CPU-bound, or a host that is busy throughout, still ends INVAL
 from __future__ import annotations
 
 import collections
-import csv
 import dataclasses
 import datetime
-import os
-import selectors
-import subprocess
 import time
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -43,15 +39,11 @@ from tfs_bench.load import liveness
 from tfs_bench.load import run_files
 from tfs_bench.load import search
 from tfs_bench.load import request_bodies
-from tfs_bench.load import worker_protocol
-from tfs_bench.child_process import child_env
-from tfs_bench.child_process import module_argv
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import LoadError
 from tfs_bench.load.config import LoadConfig
 from tfs_bench.load.config import scale_open_loop
 from tfs_bench.load.config import with_concurrency
-from tfs_bench.load.records import CSV_COLUMNS
 from tfs_bench.load.records import RequestRecord
 from tfs_bench.load.request_bodies import TenantRequests
 from tfs_bench.load.run_files import ExperimentRun
@@ -80,23 +72,15 @@ from tfs_bench.load.windows import WARMUP_END
 from tfs_bench.load.windows import GeneratorUsage
 from tfs_bench.load.windows import WindowClock
 from tfs_bench.load.windows import summarize_window
-from tfs_bench.load.worker_protocol import ErrorEvent
-from tfs_bench.load.worker_protocol import Event
-from tfs_bench.load.worker_protocol import MarkCommand
-from tfs_bench.load.worker_protocol import MarkEvent
-from tfs_bench.load.worker_protocol import ReadyEvent
-from tfs_bench.load.worker_protocol import StartCommand
-from tfs_bench.load.worker_protocol import StopCommand
-from tfs_bench.load.worker_protocol import StoppedEvent
 from tfs_bench.load.worker_protocol import TenantShare
 from tfs_bench.load.worker_protocol import WorkerPlan
+from tfs_bench.load.worker_pool import ProcessGroup
+from tfs_bench.load.worker_pool import WorkerPlace
+from tfs_bench.load.worker_pool import WorkerPool
 
-WORKER_MODULE = "tfs_bench.load.worker"  # run as python -m WORKER_MODULE, one process per worker
 DEFAULT_CLIENT_RETRIES = 2  # re-measurements of a run INVALID because of the host
 START_LEAD_S = 0.05  # workers get the start time this far ahead, so they all begin on it
 WORKER_START_TIMEOUT_S = 30.0  # a worker's own start-up (Python, grpc), on top of the connect timeout
-REPLY_TIMEOUT_S = 10.0  # how long a worker may take to answer a mark
-EXIT_TIMEOUT_S = 10.0
 _MAX_TICK_S = 0.05
 _MAX_FLUSH_INTERVAL_S = 0.1
 # About 100 event-loop lag probes per window, within these bounds (each wakes two threads).
@@ -127,6 +111,9 @@ class LoadObserver:
 
     def run_repeated(self, label: str, result: RunResult, next_label: str) -> None:
         """`label` was INVALID because of the host (Verdict.blames_the_host): `next_label` re-measures it."""
+
+    def workers_placed(self, label: str, workers: tuple[WorkerPlace, ...]) -> None:
+        """The workers of a run on other machines (Ray) are started: their nodes and clock offsets."""
 
 
 class ChainedObserver(LoadObserver):
@@ -163,6 +150,10 @@ class ChainedObserver(LoadObserver):
         for observer in self._observers:
             observer.run_repeated(label, result, next_label)
 
+    def workers_placed(self, label: str, workers: tuple[WorkerPlace, ...]) -> None:
+        for observer in self._observers:
+            observer.workers_placed(label, workers)
+
 
 # ----------------------------------------------------------------------------- public API
 
@@ -183,6 +174,7 @@ def run_load(
     that stopped part way is moved aside (`<dir>.interrupted-<k>`) and measured again.
     """
     observer = observer or LoadObserver()
+    _join_cluster(config)
     if resume:
         directory, summary = run_files.reopen_for_resume(config.output_dir, RunManifest(config, {}, label=label))
         if isinstance(summary, run_files.RunSummary):
@@ -316,6 +308,7 @@ class _Experiment:
     ):
         if client_retries < 0:
             raise ConfigError(f"client_retries must be >= 0, got {client_retries}")
+        _join_cluster(config)
         manifest = RunManifest(config, invocation or {}, settings=settings)
         self._kept: dict[str, ExperimentRun] = {}
         self._started_at = _now()
@@ -401,11 +394,14 @@ def _run(
     observer.run_started(label, config)
     started_at = _now()
     windows = run_files.WindowLog(run_dir)
+    plans = _worker_plans(config, prepared, run_dir)
     try:
-        with _WorkerPool(_worker_plans(config, prepared, run_dir), run_dir) as pool:
+        with WorkerPool(_open_workers(config, plans, run_dir)) as pool:
+            if pool.places:
+                observer.workers_placed(label, pool.places)
             measurement = _Measurement(config, pool, windows, label, observer)
             clock = measurement.run()
-            stopped = pool.stop()
+            stopped = pool.stop(max(plan.drain_timeout_s for plan in plans))
     except BaseException as e:
         # What was measured stays: windows.jsonl and the records are flushed as they come; the
         # marker says the run ended early and why, for `report` and for a reader of the files.
@@ -422,16 +418,39 @@ def _run(
     finally:
         windows.close()
     result = summarize_run(pool.records, clock.windows, config.policy, config.criteria)
-    workers = tuple(
-        WorkerTotals(w, run_files.records_path(run_dir, w).name, s.rows, s.cpu_s, pool.priorities[w])
-        for w, s in enumerate(stopped)
-    )
+    workers = tuple(_totals(link, stopped.get(link.index), run_dir) for link in pool.links)
     summary = RunSummary(
         label, started_at, _now(), measurement.start_ns, clock.warmup_end_ns, clock.stop_reason, workers, result
     )
     run_files.write_summary(run_dir, summary)
     observer.run_finished(label, result)
     return result
+
+
+def _join_cluster(config: LoadConfig) -> None:
+    """With `config.ray_address`, joins the Ray cluster before anything is measured (fails fast)."""
+    if config.ray_address is not None:
+        from tfs_bench.load import ray_workers  # Ray is imported only by runs that ask for it
+
+        ray_workers.connect(config.ray_address, config.connect_timeout_s)
+
+
+def _open_workers(config: LoadConfig, plans: Sequence[WorkerPlan], run_dir: Path):
+    """The run's workers: processes on this machine, or Ray actors' processes with `config.ray_address`."""
+    if config.ray_address is None:
+        return ProcessGroup(plans, run_dir)
+    from tfs_bench.load import ray_workers  # Ray is imported only by runs that ask for it
+
+    return ray_workers.RayGroup(plans, run_dir, config.ray_address, config.ray_worker_cpus)
+
+
+def _totals(link, stopped, run_dir: Path) -> WorkerTotals:
+    """A worker's line in summary.json; a lost worker counts what was read of it and its last CPU time."""
+    return WorkerTotals(
+        link.index, run_files.records_path(run_dir, link.index).name, link.rows,
+        stopped.cpu_s if stopped is not None else link.cpu_s, link.priority or "unknown",
+        node=link.node, clock=link.clock, lost=link.lost,
+    )
 
 
 def _worker_plans(config: LoadConfig, prepared: dict[str, TenantRequests], run_dir: Path) -> list[WorkerPlan]:
@@ -513,7 +532,8 @@ class _Measurement:
         clock = WindowClock(windows_for(policy, self._config.criteria), time.perf_counter_ns)
         clock.start()
         tick_s = min(_MAX_TICK_S, policy.window_s / 20)
-        cpu_at_last_boundary = wait_at_last_boundary = None
+        cpu_at_last_boundary: dict[int, float] = {}
+        wait_at_last_boundary: dict[int, float | None] = {}
         while not clock.done:
             self._take(pool.poll(tick_s))
             gone = self._server.gone(time.perf_counter_ns())
@@ -537,7 +557,7 @@ class _Measurement:
                         m.loop_lag_p99_ms,
                         _difference(m.runqueue_wait_s, wait_at_last_boundary[w]),
                     )
-                    for w, m in enumerate(marks)
+                    for w, m in marks.items()
                 )
                 window = summarize_window(
                     boundary.index,
@@ -548,12 +568,13 @@ class _Measurement:
                     policy,
                     usage,
                     scheduled,
+                    tuple(link.index for link in pool.links if link.index not in marks),
                 )
                 self._windows.append(window)
                 self._observer.window_closed(self._label, window)
                 clock.close_window(window)
-            cpu_at_last_boundary = [m.cpu_s for m in marks]
-            wait_at_last_boundary = [m.runqueue_wait_s for m in marks]
+            cpu_at_last_boundary = {w: m.cpu_s for w, m in marks.items()}
+            wait_at_last_boundary = {w: m.runqueue_wait_s for w, m in marks.items()}
         return clock
 
     def _take(self, records: list[RequestRecord]) -> None:
@@ -580,225 +601,3 @@ def _wait_until_ns(deadline_ns: int) -> None:
     remaining_s = (deadline_ns - time.perf_counter_ns()) / 1e9
     if remaining_s > 0:
         time.sleep(remaining_s)  # a deadline in the future, not a wait for another party
-
-
-# ----------------------------------------------------------------------------- worker processes
-
-
-class _RecordTail:
-    """Reads the complete rows a worker has appended to its record file since the last read."""
-
-    def __init__(self, path: Path):
-        self._path = path
-        self._file = None
-        self._partial = b""
-        self._header_seen = False
-        self.rows = 0
-
-    def read(self) -> list[RequestRecord]:
-        if self._file is None:
-            try:
-                self._file = open(self._path, "rb")
-            except FileNotFoundError:
-                return []
-        data = self._partial + self._file.read()
-        end = data.rfind(b"\n") + 1
-        complete, self._partial = data[:end], data[end:]
-        lines = complete.decode("utf-8").splitlines()
-        if lines and not self._header_seen:
-            if lines[0] != ",".join(CSV_COLUMNS):
-                raise LoadError(f"{self._path} does not start with the request record header")
-            lines, self._header_seen = lines[1:], True
-        records = [RequestRecord.from_row(dict(zip(CSV_COLUMNS, row))) for row in csv.reader(lines)]
-        self.rows += len(records)
-        return records
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-
-
-class _Worker:
-    def __init__(self, plan: WorkerPlan, run_dir: Path):
-        self.index = plan.worker
-        self._log_path = run_files.worker_log_path(run_dir, plan.worker)
-        self._log = open(self._log_path, "wb")
-        self.process = subprocess.Popen(
-            module_argv(WORKER_MODULE),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env=child_env(),
-        )
-        os.set_blocking(self.process.stdout.fileno(), False)
-        self.tail = _RecordTail(Path(plan.records_path))
-        self._buffer = b""
-        self.ready = False
-        self.priority: str | None = None
-        self.marks: dict[int, MarkEvent] = {}
-        self.stopped: StoppedEvent | None = None
-        self.exited = False
-        self.send(plan)
-
-    def send(self, message: WorkerPlan | worker_protocol.Command) -> None:
-        try:
-            self.process.stdin.write(worker_protocol.encode(message))
-            self.process.stdin.flush()
-        except BrokenPipeError:
-            raise self.failure("stopped reading its commands") from None
-
-    def read_messages(self) -> None:
-        try:
-            chunk = os.read(self.process.stdout.fileno(), 1 << 16)
-        except BlockingIOError:
-            return
-        if not chunk:
-            self.exited = True
-            if self.stopped is None:
-                raise self.failure("exited unexpectedly")
-            return
-        self._buffer += chunk
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for line in lines:
-            try:
-                event = worker_protocol.decode_event(line)
-            except ValueError as e:
-                raise LoadError(f"load worker {self.index} sent a message the driver cannot read: {e}") from None
-            self._handle(event)
-
-    def _handle(self, event: Event) -> None:
-        if isinstance(event, ErrorEvent):
-            raise LoadError(f"load worker {self.index}: {event.message}")
-        if isinstance(event, ReadyEvent):
-            self.ready = True
-            self.priority = event.priority
-        elif isinstance(event, MarkEvent):
-            self.marks[event.end_ns] = event
-        elif isinstance(event, StoppedEvent):
-            self.stopped = event
-
-    def failure(self, what: str) -> LoadError:
-        try:
-            self.process.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            pass
-        self._log.flush()
-        tail = self._log_path.read_text(errors="replace").strip().splitlines()[-15:]
-        return LoadError(
-            f"load worker {self.index} {what} (exit status {self.process.poll()}); "
-            f"log {self._log_path}:\n" + "\n".join(tail)
-        )
-
-    def close(self) -> None:
-        """Ends the process if it is still running (it is ours), and releases its pipes and files."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=EXIT_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
-        self._log.close()
-        self.tail.close()
-
-
-class _WorkerPool:
-    """The run's worker processes: start, marks, stop; every record they write, read exactly once."""
-
-    def __init__(self, plans: Sequence[WorkerPlan], run_dir: Path):
-        self._workers: list[_Worker] = []
-        self._selector = selectors.DefaultSelector()
-        self._drain_timeout_s = max(plan.drain_timeout_s for plan in plans)
-        self.records: list[RequestRecord] = []
-        try:
-            for plan in plans:
-                worker = _Worker(plan, run_dir)
-                self._workers.append(worker)
-                self._selector.register(worker.process.stdout, selectors.EVENT_READ, worker)
-        except BaseException:
-            self.close()
-            raise
-
-    def __enter__(self) -> "_WorkerPool":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def poll(self, timeout_s: float) -> list[RequestRecord]:
-        """Handles the workers' messages (waiting up to `timeout_s` for one) and reads new records."""
-        for key, _ in self._selector.select(timeout_s):
-            key.data.read_messages()
-            if key.data.exited:
-                self._selector.unregister(key.fileobj)
-        new = [record for worker in self._workers for record in worker.tail.read()]
-        self.records += new
-        return new
-
-    def _wait(self, done: Callable[[_Worker], bool], timeout_s: float, what: str) -> list[RequestRecord]:
-        deadline = time.monotonic() + timeout_s
-        new = []
-        while True:
-            new += self.poll(0)
-            if all(done(w) for w in self._workers):
-                return new
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                late = [w.index for w in self._workers if not done(w)]
-                raise LoadError(f"load worker(s) {late} did not {what} within {timeout_s:g} s")
-            new += self.poll(remaining)
-
-    def wait_ready(self, timeout_s: float) -> None:
-        self._wait(lambda w: w.ready, timeout_s, "connect to their targets")
-
-    @property
-    def priorities(self) -> list[str]:
-        """The CPU priority each worker got (known once it is ready)."""
-        return [w.priority or "unknown" for w in self._workers]
-
-    def start(self, lead_s: float) -> int:
-        start_ns = time.perf_counter_ns() + int(lead_s * 1e9)
-        for worker in self._workers:
-            worker.send(StartCommand(start_ns))
-        return start_ns
-
-    def mark(self, end_ns: int) -> tuple[list[MarkEvent], list[RequestRecord]]:
-        """Every worker's usage at `end_ns`, once each has written every record done before it."""
-        for worker in self._workers:
-            worker.send(MarkCommand(end_ns))
-        new = self._wait(
-            lambda w: end_ns in w.marks and w.tail.rows >= w.marks[end_ns].rows, REPLY_TIMEOUT_S, "answer a window mark"
-        )
-        return [w.marks.pop(end_ns) for w in self._workers], new
-
-    def stop(self) -> list[StoppedEvent]:
-        """Stops every worker together, reads their last records, waits for them to exit."""
-        for worker in self._workers:
-            worker.send(StopCommand())
-        self._wait(
-            lambda w: w.stopped is not None and w.tail.rows >= w.stopped.rows,
-            self._drain_timeout_s + REPLY_TIMEOUT_S,
-            "stop",
-        )
-        for worker in self._workers:
-            try:
-                status = worker.process.wait(timeout=EXIT_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                raise LoadError(f"load worker {worker.index} did not exit within {EXIT_TIMEOUT_S:g} s") from None
-            if status != 0:
-                raise worker.failure("failed while stopping")
-            if worker.tail.rows != worker.stopped.rows:
-                raise LoadError(
-                    f"load worker {worker.index} wrote {worker.stopped.rows} records but {worker.tail.rows} were read"
-                )
-        return [w.stopped for w in self._workers]
-
-    def close(self) -> None:
-        for worker in self._workers:
-            worker.close()
-        self._selector.close()

@@ -26,7 +26,7 @@ import psutil
 from tfs_bench import addresses
 from tfs_bench.errors import ConfigError
 from tfs_bench.load.config import LoadConfig
-from tfs_bench.load.driver import WORKER_MODULE
+from tfs_bench.load.worker_pool import WORKER_MODULE
 from tfs_bench.load.driver import LoadObserver
 from tfs_bench.monitors.breakdown import latency_breakdown, metrics_delta
 from tfs_bench.monitors.cpu import CpuSampler

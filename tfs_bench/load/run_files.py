@@ -209,30 +209,52 @@ class RunManifest:
 @dataclasses.dataclass(frozen=True)
 class WorkerTotals:
     """One worker process of a run: its record file, how many rows it wrote, its CPU time, and
-    the CPU priority it ran at (tfs_bench.cpu_priority: "realtime", or "normal" with why)."""
+    the CPU priority it ran at (tfs_bench.cpu_priority: "realtime", or "normal" with why).
+
+    A worker on a Ray node also names the `node` and its `clock`: the offset of the node's
+    monotonic clock from the driver's and the uncertainty of that offset (half the best round
+    trip), in ns, measured before the run started; its records are on the driver's clock. A
+    worker `lost` part way says why; its rows and CPU time are those read before the loss.
+    """
 
     worker: int
     records_file: str  # relative to the run directory
     rows: int
     cpu_s: float
     priority: str = "normal"
+    node: str | None = None
+    clock: tuple[int, int] | None = None  # (offset_ns, uncertainty_ns)
+    lost: str | None = None
 
     def __post_init__(self):
         if self.worker < 0 or self.rows < 0 or self.cpu_s < 0 or not self.records_file or not self.priority:
             raise ValueError(f"implausible worker totals: {self}")
+        if self.clock is not None:
+            object.__setattr__(self, "clock", tuple(self.clock))
+            if len(self.clock) != 2 or self.clock[1] < 0:
+                raise ValueError(f"a worker's clock is (offset_ns, uncertainty_ns >= 0), got {self.clock}")
 
     def to_json(self) -> dict:
-        return {
+        d = {
             "worker": self.worker,
             "records_file": self.records_file,
             "rows": self.rows,
             "cpu_s": self.cpu_s,
             "priority": self.priority,
         }
+        if self.node is not None:
+            d["node"] = self.node
+        if self.clock is not None:
+            d["clock_offset_ns"], d["clock_uncertainty_ns"] = self.clock
+        if self.lost is not None:
+            d["lost"] = self.lost
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping) -> "WorkerTotals":
-        return cls(d["worker"], d["records_file"], d["rows"], d["cpu_s"], d.get("priority", "normal"))
+        clock = (d["clock_offset_ns"], d["clock_uncertainty_ns"]) if "clock_offset_ns" in d else None
+        return cls(d["worker"], d["records_file"], d["rows"], d["cpu_s"], d.get("priority", "normal"),
+                   d.get("node"), clock, d.get("lost"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,8 @@ A run is VALID only when none of these holds (each is one `InvalidReason`):
   client_saturated   in a pooled window a load-generator process was CPU-bound
   client_starved     in a pooled window the generator's event loop ran late beyond the timing
                      bound without being CPU-bound: the host kept it off the CPU
+  workers_lost       a pooled window ended after a load worker was lost (a Ray actor or node gone):
+                     its share of the load was not sent
 Duration and the generator's state concern the whole run; the others each tenant. A tenant's verdict
 carries the run's reasons too; the aggregate verdict is VALID only when every tenant's is.
 
@@ -50,6 +52,7 @@ REASON_CODES = (
     "dropped",
     "client_saturated",
     "client_starved",
+    "workers_lost",
 )
 HOST_INTERFERENCE_CODES = frozenset({"client_starved", "late_sends"})
 
@@ -288,6 +291,14 @@ def _run_reasons(pooled: Sequence[WindowSummary], criteria: ValidityCriteria) ->
         reasons.append(
             InvalidReason("client_starved", _generator_message("ran late without being CPU-bound", starved))
         )
+    lost = sorted({w for window in pooled for w in window.lost_workers})
+    if lost:
+        numbers = ", ".join(str(w.index) for w in pooled if w.lost_workers)
+        reasons.append(InvalidReason(
+            "workers_lost",
+            f"load worker(s) {', '.join(map(str, lost))} were lost before window(s) {numbers} ended; "
+            f"their share of the load was not sent",
+        ))
     return tuple(reasons)
 
 

@@ -316,6 +316,7 @@ class WindowSummary:
     aggregate: LoadSummary  # all tenants' requests together
     generator: tuple[GeneratorUsage, ...]  # one per worker process; empty when not measured
     client: str = "ok"  # one of CLIENT_STATES
+    lost_workers: tuple[int, ...] = ()  # workers gone before the window ended (a Ray actor or node lost)
 
     def __post_init__(self):
         if self.index < 0 or self.end_ns <= self.start_ns:
@@ -325,6 +326,9 @@ class WindowSummary:
         if self.client not in CLIENT_STATES:
             raise ValueError(f"client state must be one of {CLIENT_STATES}, got {self.client!r}")
         object.__setattr__(self, "generator", tuple(self.generator))
+        object.__setattr__(self, "lost_workers", tuple(self.lost_workers))
+        if list(self.lost_workers) != sorted(set(self.lost_workers)) or any(w < 0 for w in self.lost_workers):
+            raise ValueError(f"lost_workers must be distinct worker indices in order, got {self.lost_workers}")
 
     @property
     def duration_s(self) -> float:
@@ -349,6 +353,7 @@ class WindowSummary:
             "client": self.client,
             "client_bound": self.client_bound,
             "generator": [g.to_json() for g in self.generator],
+            "lost_workers": list(self.lost_workers),
             "aggregate": self.aggregate.to_json(),
             "tenants": {name: s.to_json() for name, s in self.tenants.items()},
         }
@@ -365,6 +370,7 @@ class WindowSummary:
             aggregate=LoadSummary.from_json(d["aggregate"]),
             generator=tuple(GeneratorUsage.from_json(g) for g in d["generator"]),
             client=d["client"],
+            lost_workers=tuple(d.get("lost_workers", ())),  # absent before workers could be lost
         )
 
 
@@ -419,12 +425,14 @@ def summarize_window(
     policy: WindowPolicy,
     generator: Sequence[GeneratorUsage] = (),
     scheduled: Mapping[str, int | None] | None = None,
+    lost_workers: Sequence[int] = (),
 ) -> WindowSummary:
     """Summarises the records that completed in [start_ns, end_ns), per tenant and together.
 
     `offered_rates_rps` names every tenant of the run (None for closed-loop tenants), so a tenant
     with nothing completed still gets a summary; a record of another tenant is an error.
-    `scheduled` gives the open-loop tenants' arrivals intended in the window, when known.
+    `scheduled` gives the open-loop tenants' arrivals intended in the window, when known;
+    `lost_workers` the workers gone before it ended (their share was not sent).
     """
     in_window = records_between(records, start_ns, end_ns)
     by_tenant = _by_tenant(in_window, offered_rates_rps)
@@ -449,6 +457,7 @@ def summarize_window(
             tolerance,
         ),
         generator=tuple(generator),
+        lost_workers=tuple(lost_workers),
     )
     state = client_state(generator, duration_ns / _NS_PER_S, window.timing_bound_ms, policy)
     return dataclasses.replace(window, client=state)
