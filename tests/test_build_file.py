@@ -30,6 +30,7 @@ PIP_NAMES = {
     "pyarrow": "pyarrow",
     "pynvml": "nvidia-ml-py",
     "pytest": "pytest",
+    "ray": "ray",
     "tensorflow": "tensorflow",
     "tensorflow_serving": "tensorflow-serving-api",
     "yaml": "pyyaml",
