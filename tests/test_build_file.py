@@ -22,6 +22,7 @@ PIP_NAMES = {
     "keras": "tensorflow",
     "kubernetes_validate": "kubernetes-validate",  # Keras 3 ships as a dependency of the tensorflow wheel
     "matplotlib": "matplotlib",
+    "mlperf_loadgen": "mlcommons-loadgen",
     "ml_dtypes": "tensorflow",  # numpy's bfloat16; ships as a dependency of the tensorflow wheel
     "numpy": "numpy",
     "pandas": "pandas",

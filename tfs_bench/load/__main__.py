@@ -39,6 +39,7 @@ from tfs_bench.load.config import InputSource
 from tfs_bench.load.config import LoadConfig
 from tfs_bench.load.config import check_outstanding
 from tfs_bench.load.config import parse_tenant_specs
+from tfs_bench.load.loadgen_log import SCENARIOS
 from tfs_bench.load.schedule import ARRIVALS
 from tfs_bench.load.schedule import TrafficMix
 from tfs_bench.stats import REPORTED_PERCENTILES
@@ -47,7 +48,8 @@ from tfs_bench.load.verdict import check_policy
 from tfs_bench.load.windows import WindowPolicy
 from tfs_bench.load.windows import window_policy
 
-MODES = ("closed", "open", "ramp", "peak")
+MODES = ("closed", "open", "ramp", "peak", "mlperf")
+DEFAULT_SCENARIO = "Server"
 # The library's records hold every default; the flags show them.
 _RUN = LoadConfig.__dataclass_fields__
 _WINDOWS = WindowPolicy()
@@ -61,7 +63,16 @@ _MODELS = flags.DEFINE_list(
 )
 _SIGNATURE = flags.DEFINE_string("signature", _RUN["signature_name"].default, "Signature to call.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", _RUN["batch_size"].default, "Images (rows) per request.", lower_bound=1)
-_MODE = flags.DEFINE_enum("mode", "closed", list(MODES), "closed, open, ramp (PERSEUS) or peak (under --sla_ms).")
+_MODE = flags.DEFINE_enum(
+    "mode", "closed", list(MODES),
+    "closed, open, ramp (PERSEUS), peak (under --sla_ms) or mlperf (MLPerf LoadGen drives the requests).",
+)
+_MLPERF_SCENARIO = flags.DEFINE_enum(
+    "mlperf_scenario", None, list(SCENARIOS),
+    "mlperf: LoadGen's scenario (default Server). Server needs --rate (its target qps) and --sla_ms (its latency "
+    "bound at --sla_percentile); Offline needs --rate (expected qps); --min_duration_s, --min_requests and --seed "
+    "set LoadGen's minimums and seeds. LoadGen's logs go to <output_dir>/mlperf/.",
+)
 _CONCURRENCY = flags.DEFINE_list(
     "concurrency", None, "closed: outstanding requests per tenant, one run per value, e.g. 1,2,4,8 (default 1)."
 )
@@ -161,9 +172,10 @@ _METRICS_URL = flags.DEFINE_multi_string(
 # Flags that belong to some modes only; None (their default) means "not given".
 _MODE_FLAGS = {
     "concurrency": ("closed",),
-    "rate": ("open",),
+    "rate": ("open", "mlperf"),
     "distribution": ("open", "ramp", "peak"),
-    "max_outstanding": ("open", "ramp", "peak"),
+    "max_outstanding": ("open", "ramp", "peak", "mlperf"),
+    "mlperf_scenario": ("mlperf",),
     "qps_start": ("ramp", "peak"),
     "qps_delta": ("ramp",),
     "ramp_patience": ("ramp",),
@@ -172,7 +184,10 @@ _MODE_FLAGS = {
     "max_rate": ("peak",),
     "client_retries": ("closed", "ramp", "peak"),
 }
-_REQUIRED = {"closed": (), "open": ("rate",), "ramp": ("qps_start", "qps_delta", "sla_ms"), "peak": ("qps_start", "sla_ms")}
+_REQUIRED = {"closed": (), "open": ("rate",), "ramp": ("qps_start", "qps_delta", "sla_ms"), "peak": ("qps_start", "sla_ms"),
+             "mlperf": ()}
+# LoadGen's scenarios and the flags each needs (SingleStream's --sla_ms is optional: its expected latency).
+_MLPERF_REQUIRED = {"SingleStream": (), "Server": ("rate", "sla_ms"), "Offline": ("rate",)}
 
 
 @flag_rules.rule("mode", *_MODE_FLAGS, "sla_ms")
@@ -184,6 +199,26 @@ def _check_mode(mode, *given):
     missing = [f"--{name}" for name in _REQUIRED[mode] if values[name] is None]
     if missing:
         return f"--mode={mode} needs {' and '.join(missing)}"
+    if mode == "mlperf":
+        scenario = values["mlperf_scenario"] or DEFAULT_SCENARIO
+        missing = [f"--{name}" for name in _MLPERF_REQUIRED[scenario] if values[name] is None]
+        if missing:
+            return f"--mlperf_scenario={scenario} needs {' and '.join(missing)}"
+        if scenario == "Offline" and values["sla_ms"] is not None:
+            return "--sla_ms does not apply to --mlperf_scenario=Offline (LoadGen's Offline has no latency bound)"
+    return None
+
+
+@flag_rules.rule("mode", "workers", "ray_address", "resume")
+def _check_mlperf_generator(mode, workers, ray_address, resume):
+    if mode != "mlperf":
+        return None
+    if workers != 1 or ray_address is not None:
+        return "--mode=mlperf runs LoadGen in this process: leave --workers at 1 and --ray_address out"
+    if resume:
+        return "--resume does not apply to --mode=mlperf: a LoadGen test runs whole (start it again)"
+    if importlib.util.find_spec("mlperf_loadgen") is None:
+        return "--mode=mlperf needs MLPerf LoadGen, which is not installed here (pip install mlcommons-loadgen)"
     return None
 
 
@@ -323,9 +358,9 @@ def _output_dir() -> str:
 
 def _mix(specs) -> TrafficMix:
     mode = _MODE.value
-    if mode == "closed":
+    if mode == "closed" or (mode == "mlperf" and (_MLPERF_SCENARIO.value or DEFAULT_SCENARIO) != "Server"):
         return TrafficMix.closed_loop(specs, 1)  # each level of the sweep sets its concurrency
-    rate = _RATE.value if mode == "open" else _QPS_START.value
+    rate = _RATE.value if mode in ("open", "mlperf") else _QPS_START.value
     return TrafficMix.open_loop(specs, rate, _DISTRIBUTION.value or "poisson", _SEED.value)
 
 
@@ -437,6 +472,8 @@ def _measure(config: LoadConfig, observer: driver.LoadObserver) -> None:
         results = driver.sweep_concurrency(config, levels, observer, invocation=invocation(), client_retries=_retries(),
                                            resume=_RESUME.value)
         _say("concurrency sweep:\n" + console.format_runs(zip((f"concurrency-{n}" for n in levels), results)))
+    elif mode == "mlperf":
+        _run_mlperf(config, observer)
     elif mode == "open":
         driver.run_load(config, observer, label=f"open-{_RATE.value:g}rps", invocation=invocation(), resume=_RESUME.value)
     elif mode == "ramp":
@@ -455,6 +492,14 @@ def _measure(config: LoadConfig, observer: driver.LoadObserver) -> None:
             resume=_RESUME.value,
         )
         _say(console.format_peak(peak, _SLA_PERCENTILE.value, _SLA_MS.value))
+
+
+def _run_mlperf(config: LoadConfig, observer: driver.LoadObserver) -> None:
+    from tfs_bench.load import mlperf  # LoadGen is imported only by this mode
+
+    settings = mlperf.loadgen_settings(config, _MLPERF_SCENARIO.value or DEFAULT_SCENARIO, _RATE.value, _SLA_MS.value)
+    outcome = mlperf.run_mlperf(config, settings, observer, invocation=invocation())
+    _say(console.format_loadgen(outcome.loadgen, outcome.result, _SLA_PERCENTILE.value))
 
 
 def _retries() -> int:

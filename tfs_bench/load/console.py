@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from tfs_bench.metric_registry import metric
 from tfs_bench.load.search import PeakResult
 from tfs_bench.load.search import RampResult
+from tfs_bench.load.loadgen_log import LoadGenVerdict
 from tfs_bench.load.verdict import RunResult
 from tfs_bench.load.windows import LoadSummary
 from tfs_bench.load.windows import WindowSummary
@@ -133,3 +134,23 @@ def format_ramp(ramp: RampResult, sla_percentile: float, sla_ms: float) -> str:
         f"(SLA {sla_ms:g} ms {'met' if ramp.sla_met else 'NOT met'}); "
         f"{len(ramp.passes)} passes, stopped: {ramp.stop_reason}"
     )
+
+
+def format_loadgen(verdict: LoadGenVerdict, result: RunResult, percentile: float) -> str:
+    """LoadGen's verdict beside the suite's, with each side's throughput and latency percentile."""
+    ours = result.aggregate
+    theirs = verdict.latency_ms(percentile)
+    lines = [
+        f"MLPerf LoadGen ({verdict.scenario}): {verdict.validity}; the suite: {result.verdict.label}",
+        f"  LoadGen:   {_fmt('throughput_rps', verdict.completed_per_s)} completed  "
+        f"p{percentile:g} {'—' if theirs is None else f'{theirs:.2f} ms'} (from its scheduled send times, "
+        f"all queries)",
+        f"  the suite: {_fmt('throughput_rps', ours.throughput_rps)} in its pooled windows  "
+        f"p{percentile:g} {_fmt(percentile_field(percentile), ours.response_time.at(percentile))}",
+    ]
+    reasons = verdict.results.get("result_invalid_reason") or []
+    lines += [f"  LoadGen INVALID: {reason}" for reason in reasons]
+    if verdict.results.get("early_stopping_met") is False:
+        lines.append("  LoadGen INVALID: early stopping not met (too few queries for the latency percentile)")
+    lines.append(f"  LoadGen's logs: {verdict.log_dir}/")
+    return "\n".join(lines)

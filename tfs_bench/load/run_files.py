@@ -41,6 +41,7 @@ from tfs_bench.errors import ConfigError
 from tfs_bench.errors import RunFileError
 from tfs_bench.errors import TfsBenchError
 from tfs_bench.load.config import LoadConfig
+from tfs_bench.load.loadgen_log import LoadGenVerdict
 from tfs_bench.load.search import JudgedProbe
 from tfs_bench.load.search import PeakResult
 from tfs_bench.load.search import RampResult
@@ -55,6 +56,7 @@ SUMMARY_FILE = "summary.json"
 WINDOWS_FILE = "windows.jsonl"
 FAILURE_FILE = "failure.json"
 KIND_RUN = "run"
+STOP_LOADGEN = "loadgen"  # --mode=mlperf: LoadGen ended the test (its minimum duration and queries met)
 FAILED = "failed"
 INTERRUPTED = "interrupted"
 _T = TypeVar("_T")
@@ -271,14 +273,18 @@ class RunSummary:
     finished_at: str
     start_ns: int
     warmup_end_ns: int
-    stop_reason: str  # STOP_STABLE or STOP_MAX_WINDOWS
+    stop_reason: str  # STOP_STABLE, STOP_MAX_WINDOWS or STOP_LOADGEN
     workers: tuple[WorkerTotals, ...]
     result: RunResult
+    loadgen: LoadGenVerdict | None = None  # --mode=mlperf: LoadGen's own verdict beside the suite's
 
     def __post_init__(self):
         object.__setattr__(self, "workers", tuple(self.workers))
-        if self.stop_reason not in (STOP_STABLE, STOP_MAX_WINDOWS):
-            raise ValueError(f"stop_reason must be {STOP_STABLE!r} or {STOP_MAX_WINDOWS!r}, got {self.stop_reason!r}")
+        if self.stop_reason not in (STOP_STABLE, STOP_MAX_WINDOWS, STOP_LOADGEN):
+            raise ValueError(f"stop_reason must be {STOP_STABLE!r}, {STOP_MAX_WINDOWS!r} or {STOP_LOADGEN!r}, "
+                             f"got {self.stop_reason!r}")
+        if (self.stop_reason == STOP_LOADGEN) != (self.loadgen is not None):
+            raise ValueError("LoadGen's verdict comes with a run LoadGen ended, and only with one")
         if [w.worker for w in self.workers] != list(range(len(self.workers))) or not self.workers:
             raise ValueError(f"a run summary lists workers 0, 1, …, got {[w.worker for w in self.workers]}")
         if not self.start_ns <= self.warmup_end_ns:
@@ -296,6 +302,7 @@ class RunSummary:
             "stop_reason": self.stop_reason,
             "workers": [w.to_json() for w in self.workers],
             "result": self.result.to_json(),
+            **({} if self.loadgen is None else {"loadgen": self.loadgen.to_json()}),
         }
 
     @classmethod
@@ -312,6 +319,7 @@ class RunSummary:
             stop_reason=d["stop_reason"],
             workers=tuple(WorkerTotals.from_json(w) for w in d["workers"]),
             result=RunResult.from_json(d["result"]),
+            loadgen=LoadGenVerdict.from_json(d["loadgen"]) if "loadgen" in d else None,
         )
 
 
