@@ -1,6 +1,12 @@
 """How much open-loop load the generator itself sustains, and what it costs in CPU per request.
 
     python -m bench.load_capacity [--workers=1,2] [--start_rps=200] [--max_rate=20000]
+    python -m bench.load_capacity --ray --workers=1,2,4      # the workers as Ray actors
+
+With `--ray` the workers run as Ray actors (`--ray_address`) on a two-node Ray cluster the
+script starts on this machine (Ray's own multi-node test cluster: two raylets), worker k on
+node k mod 2, each reserving half a CPU; each worker's clock offset and its uncertainty are
+printed with the probe at the peak.
 
 Against the embedded server serving half_plus_two on this machine, for each worker count: the
 highest constant-rate schedule the generator keeps, where a rate is *sustained* when, over the
@@ -21,8 +27,11 @@ the figure is the generator's capacity *next to this server*, not alone.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import resource
+from collections.abc import Iterator
 import tempfile
 from pathlib import Path
 
@@ -50,6 +59,7 @@ _WORKERS = flags.DEFINE_list("workers", ["1", "2"], "Worker counts to measure.")
 _START_RPS = flags.DEFINE_float("start_rps", 200.0, "First rate probed.", lower_bound=1.0)
 _MAX_RATE = flags.DEFINE_float("max_rate", 20000.0, "Highest rate probed.", lower_bound=1.0)
 _WINDOW_S = flags.DEFINE_float("window_s", 1.0, "Window length of each probe.", lower_bound=0.1)
+_RAY = flags.DEFINE_bool("ray", False, "Run the workers as Ray actors on a two-node Ray cluster started here.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +125,7 @@ def _probe_of(result: RunResult, records: list[RequestRecord], rate_rps: float, 
     )
 
 
-def measure(target: str, workers: int, out: Path) -> tuple[float, list[Probe]]:
+def measure(target: str, workers: int, out: Path, ray_address: str | None) -> tuple[float, list[Probe]]:
     probes: list[Probe] = []
     policy = WindowPolicy(
         window_s=_WINDOW_S.value, window_min_requests=0, warmup_s=1.0, max_windows=3, stability_tolerance=0.5
@@ -126,7 +136,8 @@ def measure(target: str, workers: int, out: Path) -> tuple[float, list[Probe]]:
         mix = TrafficMix((TenantLoad(known_answer.MODEL_NAME, known_answer.MODEL_NAME, rate_rps=rate_rps, arrival="constant"),))
         config = LoadConfig(
             mix=mix, targets=(target,), output_dir=str(out / f"w{workers}-{rate_rps:.0f}rps"), policy=policy,
-            criteria=criteria, workers=workers, max_outstanding=1_000_000,
+            criteria=criteria, workers=workers, max_outstanding=1_000_000, ray_address=ray_address,
+            ray_worker_cpus=0.5,
         )
         parent_before = _cpu_s()
         result = run_load(config)
@@ -142,14 +153,44 @@ def measure(target: str, workers: int, out: Path) -> tuple[float, list[Probe]]:
     return peak.peak_rps, probes
 
 
+@contextlib.contextmanager
+def _ray_cluster() -> Iterator[str | None]:
+    """The address of a two-node Ray cluster on this machine with --ray; None without."""
+    if not _RAY.value:
+        yield None
+        return
+    from ray.cluster_utils import Cluster  # imported only with --ray
+
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=2)
+        cluster.wait_for_nodes()
+        yield cluster.address
+    finally:
+        import ray
+
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def _clocks(out: Path, workers: int, rate_rps: float) -> str:
+    summary = json.loads((out / f"w{workers}-{rate_rps:.0f}rps" / "summary.json").read_text())
+    return "; ".join(f"worker {w['worker']} on {w['node']}: clock {w['clock_offset_ns'] / 1e3:+.0f} us "
+                     f"± {w['clock_uncertainty_ns'] / 1e3:.0f} us" for w in summary["workers"])
+
+
 def main(argv):
     del argv
-    with half_plus_two_server() as server, tempfile.TemporaryDirectory(prefix="load_capacity_") as tmp:
-        print(f"embedded server at {server.grpc_target}; half_plus_two, batch 1, gRPC, constant arrivals", flush=True)
+    with half_plus_two_server() as server, tempfile.TemporaryDirectory(prefix="load_capacity_") as tmp, \
+            _ray_cluster() as ray_address:
+        where = "" if ray_address is None else f"; workers as Ray actors on the two-node cluster at {ray_address}"
+        print(f"embedded server at {server.grpc_target}; half_plus_two, batch 1, gRPC, constant arrivals{where}", flush=True)
         summary = []
         for workers in map(int, _WORKERS.value):
             print(f"workers={workers}:", flush=True)
-            peak_rps, probes = measure(server.grpc_target, workers, Path(tmp))
+            peak_rps, probes = measure(server.grpc_target, workers, Path(tmp), ray_address)
+            if ray_address is not None:
+                print(f"  at {peak_rps:.0f} rps: {_clocks(Path(tmp), workers, peak_rps)}", flush=True)
             at_peak = next(p for p in probes if p.rate_rps == peak_rps)
             summary.append((workers, at_peak))
         print("\nhighest sustained open-loop rate (sent within 2% of offered, < 1% late, no drops):")

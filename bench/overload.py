@@ -128,7 +128,7 @@ def recovery_s(target: str, payload: bytes, bound_ms: float, settled: int, limit
 
 
 def overload(server, export, factor: float, overload_s: float, max_outstanding: int, work_dir: Path,
-             settled: int = 5) -> dict:
+             settled: int = 5, window_s: float = 5.0, capacity_window_s: float = 2.0) -> dict:
     card = export.card
     model = card.export_name
     _, h, w, c = card.inputs[0].shape
@@ -136,11 +136,10 @@ def overload(server, export, factor: float, overload_s: float, max_outstanding: 
     payload = closed_loop.predict_bytes(model, card.inputs[0].name, pixels)
     target = server.grpc_target
 
-    capacity = closed_throughput(target, model, work_dir / "capacity")
+    capacity = closed_throughput(target, model, work_dir / "capacity", capacity_window_s)
     baseline_ms = statistics.median(sequential_latencies(target, payload, 30))
 
     offered = factor * capacity
-    window_s = 5.0
     windows = max(1, round(overload_s / window_s))
     mix = TrafficMix((TenantLoad(model, model, rate_rps=offered, arrival="poisson"),))
     config = LoadConfig(mix=mix, targets=(target,), output_dir=str(work_dir / "overload"),
@@ -152,7 +151,7 @@ def overload(server, export, factor: float, overload_s: float, max_outstanding: 
     took_s = time.perf_counter() - started
     recovered_s = recovery_s(target, payload, 2 * baseline_ms, settled)
     memory = sampler.stop()
-    after = closed_throughput(target, model, work_dir / "after")
+    after = closed_throughput(target, model, work_dir / "after", capacity_window_s)
 
     windows_ = result.windows
     totals = {"scheduled": 0, "ok": 0, "dropped": 0, "errors": {}}

@@ -54,6 +54,12 @@ def start_server(work_dir: Path) -> launchers.RunningServer:
     return launchers.launch(spec)
 
 
+def as_in_a_terminal() -> None:
+    """Run in a child before it starts: SIGINT at its default, as for a terminal's foreground job,
+    even when this process was started with it ignored (a script's background job is)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_load(server: launchers.RunningServer, out: Path, request_timeout_s: float, max_windows: int,
                env: dict | None = None, cwd: str | None = None) -> subprocess.Popen:
     # Its own session, so that a signal can go to its whole process group as a terminal's would.
@@ -61,7 +67,7 @@ def start_load(server: launchers.RunningServer, out: Path, request_timeout_s: fl
             f"--models={known_answer.MODEL_NAME}", f"--output_dir={out}", f"--request_timeout_s={request_timeout_s}",
             "--workers=2", "--concurrency=2", f"--max_windows={max_windows}", *_WINDOWS]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=as_in_a_terminal)
 
 
 def _windows_written(out: Path) -> int:

@@ -16,6 +16,7 @@ from absl import app
 from absl import flags
 
 from binary_flags import BinaryFlags
+from bench.server_faults import as_in_a_terminal
 from conftest import REPO_ROOT
 from conftest import run_env
 from load_support import MODEL
@@ -250,7 +251,8 @@ def test_a_sweep_interrupted_by_ctrl_c_resumes_without_measuring_its_finished_le
     flags = (f"--target={server.grpc_target}", f"--models={MODEL}", "--concurrency=1,2", f"--output_dir={out}",
              "--client_retries=0", *UNSETTLED)
     first = subprocess.Popen([sys.executable, "-m", "tfs_bench.load", *flags], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=run_env(), cwd=REPO_ROOT, start_new_session=True)
+                             stderr=subprocess.PIPE, text=True, env=run_env(), cwd=REPO_ROOT, start_new_session=True,
+                             preexec_fn=as_in_a_terminal)
     try:
         poll_until(lambda: (out / "concurrency-2" / "windows.jsonl").is_file(), 60, "the second level's first window",
                    lambda: f" (exit {first.poll()})")

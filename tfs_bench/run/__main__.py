@@ -102,6 +102,11 @@ _IDLE_BASELINE_S = flags.DEFINE_float(
     "idle_baseline_s", _SPEC["idle_baseline_s"].default,
     "Seconds of the machine at rest sampled before each load run (resources.jsonl's baseline).", lower_bound=0.0,
 )
+_DEPLOYMENT_WARMUP_S = flags.DEFINE_float(
+    "deployment_warmup_s", _SPEC["deployment_warmup_s"].default,
+    "Closed-loop traffic to every model of each deployment just started, before it is measured (0: none).",
+    lower_bound=0.0,
+)
 _SEED = flags.DEFINE_integer("seed", _SPEC["seed"].default, "Seed of schedules, inputs and random weights.", lower_bound=0)
 _DEMAND = flags.DEFINE_list(
     "demand", [], "The report's cost section: inferences/s to serve per model, MODEL=RATE items (none: no fleet ranking).",
@@ -205,6 +210,7 @@ def spec_from_flags() -> experiment.RunSpec:
         generator_priority=_GENERATOR_PRIORITY.value,
         client_retries=_CLIENT_RETRIES.value,
         idle_baseline_s=_IDLE_BASELINE_S.value,
+        deployment_warmup_s=_DEPLOYMENT_WARMUP_S.value,
         seed=_SEED.value,
     )
 

@@ -107,6 +107,7 @@ class RunSpec:
     generator_priority: str = "auto"
     client_retries: int = 2
     idle_baseline_s: float = 1.0  # before each load run: the machine at rest, for utilisation figures
+    deployment_warmup_s: float = 4.0  # closed-loop traffic to each model of a deployment just started
     seed: int = 0
 
     def __post_init__(self):
@@ -158,6 +159,8 @@ class RunSpec:
             raise ConfigError(f"--server_nice must be in 0..19, got {self.server_nice}")
         if self.idle_baseline_s < 0:
             raise ConfigError(f"--idle_baseline_s must be >= 0, got {self.idle_baseline_s}")
+        if self.deployment_warmup_s < 0:
+            raise ConfigError(f"--deployment_warmup_s must be >= 0, got {self.deployment_warmup_s}")
         if self.client_retries < 0 or self.seed < 0:
             raise ConfigError("--client_retries and --seed must be >= 0")
 

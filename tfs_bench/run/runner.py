@@ -65,7 +65,6 @@ from tfs_bench.run.progress import Progress
 
 START_ATTEMPTS = 3  # a peak search whose first probe fails starts again from half the rate, this many starts in all
 MIN_START_RPS = 1.0
-WARM_UP_S = 4.0  # closed-loop traffic to each model of a deployment just started, before any measurement
 _MEASUREMENT_ERRORS = (SearchError, LoadError, LaunchError, ModelError, RunFileError, ConfigError)
 
 
@@ -223,20 +222,21 @@ class Runner:
         return servers
 
     def _warm_up(self, deployment: Deployment, servers, warm_dir: Path) -> None:
-        """Every model of a fresh deployment served closed loop for a few seconds, its result unused.
+        """Every model of a fresh deployment served closed loop for `deployment_warmup_s`, its result unused.
 
         A model's first calls in a new server are slow (TensorFlow optimises and allocates on
         first use); without this, the first probe of a search meets them as a burst of multi-second
         latencies and fails for a reason that is not the rate. Kept in <deployment>/warm-up.
         """
-        if WARM_UP_S <= 0:
+        warmup_s = self._spec.deployment_warmup_s
+        if warmup_s <= 0:
             return
         mix = TrafficMix(tuple(
             self._tenant(deployment.served_name(m), self._target(servers, deployment, m), concurrency=1)
             for m in deployment.models
         ))
         policy = WindowPolicy(
-            window_s=WARM_UP_S / 2, window_min_requests=0, warmup_s=WARM_UP_S / 2, max_windows=1, stability_windows=1,
+            window_s=warmup_s / 2, window_min_requests=0, warmup_s=warmup_s / 2, max_windows=1, stability_windows=1,
             sla_percentile=self._spec.sla_percentile,
         )
         config = dataclasses.replace(
