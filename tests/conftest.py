@@ -42,6 +42,19 @@ def tf1_model_dir(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def two_name_server(known_answer_dir, tmp_path_factory):
+    """One embedded server shared by the load stage's test modules that only send it requests:
+    half_plus_two under two names, gRPC and REST (tests/load/load_support.py). Each server start
+    imports TensorFlow and loads the model, seconds each; its exit status is checked at the end."""
+    from load_support import start_two_name_server  # tests/load is on the path of the modules asking for it
+    from server_support import log_tail
+
+    server = start_two_name_server(known_answer_dir, tmp_path_factory.mktemp("load_server"))
+    yield server
+    assert server.stop() == 0, log_tail(server)
+
+
 @pytest.fixture
 def python() -> str:
     return sys.executable

@@ -22,8 +22,13 @@ from conftest import REPO_ROOT
 from conftest import run_env
 from load_support import MODEL
 from load_support import run_summary
-from load_support import start_two_name_server
-from server_support import log_tail
+
+
+@pytest.fixture
+def server(two_name_server):
+    """The load tests' shared server (tests/conftest.py)."""
+    return two_name_server
+
 
 # Short windows, as in the other binary tests, with enough requests per window at 20-40 rps.
 HOG_FLAGS = (
@@ -46,13 +51,6 @@ if "tfs_bench.load.worker" in sys.orig_argv:
 
     threading.Thread(target=_spin, name="cpu-hog", daemon=True).start()
 '''
-
-
-@pytest.fixture(scope="module")
-def server(known_answer_dir, tmp_path_factory):
-    server = start_two_name_server(known_answer_dir, tmp_path_factory.mktemp("hog_server"))
-    yield server
-    assert server.stop() == 0, log_tail(server)
 
 
 def load_cli(args, env) -> subprocess.CompletedProcess:

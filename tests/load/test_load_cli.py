@@ -24,11 +24,16 @@ from load_support import QUICK_FLAGS
 from load_support import measured_dirs
 from load_support import run_records
 from load_support import run_summary
-from load_support import start_two_name_server
-from server_support import log_tail
 from server_support import poll_until
 from tfs_bench.launch.ports import free_port
 from tfs_bench.load import __main__ as load_binary
+
+
+@pytest.fixture
+def server(two_name_server):
+    """The load tests' shared server (tests/conftest.py)."""
+    return two_name_server
+
 
 LOAD = BinaryFlags(load_binary)
 CLI_TIMEOUT_S = 120
@@ -39,18 +44,11 @@ def load_cli(*args, timeout_s=CLI_TIMEOUT_S) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, env=run_env(), cwd=REPO_ROOT, timeout=timeout_s)
 
 
-@pytest.fixture(scope="module")
-def server(known_answer_dir, tmp_path_factory):
-    server = start_two_name_server(known_answer_dir, tmp_path_factory.mktemp("cli_server"))
-    yield server
-    assert server.stop() == 0, log_tail(server)
-
-
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--mode=open"], "--mode=open needs --rate"),
-        (["--rate=10"], "--rate does not apply to --mode=closed (only to --mode=open)"),
+        (["--rate=10"], "--rate does not apply to --mode=closed (only to --mode=open or --mode=mlperf)"),
         (["--mode=ramp", "--qps_start=10"], "--mode=ramp needs --qps_delta and --sla_ms"),
         (["--mode=peak", "--qps_start=10"], "--mode=peak needs --sla_ms"),
         (["--mode=peak", "--qps_start=10", "--sla_ms=5", "--qps_delta=5"], "--qps_delta does not apply to --mode=peak"),

@@ -24,7 +24,6 @@ from load_support import max_in_flight
 from load_support import measured_dirs
 from load_support import run_records
 from load_support import run_summary
-from load_support import start_two_name_server
 from server_support import log_tail
 from server_support import start_embedded
 from server_support import write_config
@@ -53,15 +52,15 @@ from tfs_bench.load.transport import PREDICT_METHOD
 from tfs_bench.load.windows import WindowPolicy
 from tfs_bench.load.windows import records_between
 
+
+@pytest.fixture
+def server(two_name_server):
+    """The load tests' shared server (tests/conftest.py)."""
+    return two_name_server
+
+
 # Searches whose path depends on probes passing allow late sends (still measured and reported).
 LENIENT = dataclasses.replace(QUICK_CRITERIA, max_late_fraction=0.5)
-
-
-@pytest.fixture(scope="module")
-def server(known_answer_dir, tmp_path_factory):
-    server = start_two_name_server(known_answer_dir, tmp_path_factory.mktemp("load_server"))
-    yield server
-    assert server.stop() == 0, log_tail(server)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 import json
 
+import mlperf_loadgen as lg
 import pytest
 
 from conftest import exactly
@@ -10,7 +11,6 @@ from tfs_bench.load.loadgen_log import LoadGenSettings
 from tfs_bench.load.loadgen_log import LoadGenVerdict
 from tfs_bench.load.loadgen_log import parse_detail_log
 
-lg = pytest.importorskip("mlperf_loadgen")  # in requirements.txt; skipped only where absent
 
 
 def entry(key, value):

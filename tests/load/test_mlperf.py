@@ -6,7 +6,6 @@ summary file, that every query LoadGen counted is one of our records, and that t
 windows and verdict cover the same requests.
 """
 
-import json
 import re
 import subprocess
 import sys
@@ -20,21 +19,19 @@ from load_support import MODEL
 from load_support import max_in_flight
 from load_support import run_records
 from load_support import run_summary
-from load_support import start_two_name_server
 from tfs_bench.load import __main__ as load_binary
 from tfs_bench.load.run_files import read_windows
 from tfs_bench.load.windows import records_between
 
-pytest.importorskip("mlperf_loadgen")  # in requirements.txt; skipped only where absent
+
+@pytest.fixture
+def server(two_name_server):
+    """The load tests' shared server (tests/conftest.py)."""
+    return two_name_server
+
 
 LOAD = BinaryFlags(load_binary)
 SHORT = ("--window_s=0.5", "--warmup_s=0.3", "--min_duration_s=1.5", "--min_requests=20")
-
-
-@pytest.fixture(scope="module")
-def server(known_answer_dir, tmp_path_factory):
-    with start_two_name_server(known_answer_dir, tmp_path_factory.mktemp("mlperf_server")) as running:
-        yield running
 
 
 def mlperf_cli(*args) -> subprocess.CompletedProcess:

@@ -8,7 +8,6 @@ uncertainty of zero.
 """
 
 import itertools
-import json
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import sys
 
 import psutil
 import pytest
+from ray import cluster_utils
 
 from conftest import REPO_ROOT
 from conftest import run_env
@@ -24,21 +24,25 @@ from load_support import QUICK_FLAGS
 from load_support import max_in_flight
 from load_support import run_records
 from load_support import run_summary
-from load_support import start_two_name_server
 from server_support import poll_until
 from tfs_bench.load.run_files import read_manifest
 from tfs_bench.load.run_files import read_windows
 from tfs_bench.load.schedule import tenant_seed
 from tfs_bench.load.windows import records_between
 
-ray_cluster_utils = pytest.importorskip("ray.cluster_utils")  # in requirements.txt; skipped only where absent
+
+@pytest.fixture
+def server(two_name_server):
+    """The load tests' shared server (tests/conftest.py)."""
+    return two_name_server
+
 
 CLI_TIMEOUT_S = 180
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    cluster = ray_cluster_utils.Cluster(
+    cluster = cluster_utils.Cluster(
         initialize_head=True, connect=False, head_node_args={"num_cpus": 2, "include_dashboard": False}
     )
     try:
@@ -47,12 +51,6 @@ def cluster():
         yield cluster
     finally:
         cluster.shutdown()
-
-
-@pytest.fixture(scope="module")
-def server(known_answer_dir, tmp_path_factory):
-    with start_two_name_server(known_answer_dir, tmp_path_factory.mktemp("ray_server")) as running:
-        yield running
 
 
 def ray_load(cluster, *args, **popen):

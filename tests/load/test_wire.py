@@ -15,13 +15,18 @@ from conftest import exactly
 from conftest import run_env
 from load_support import MODEL
 from load_support import QUICK_FLAGS
-from load_support import start_two_name_server
-from server_support import log_tail
 from tfs_bench.errors import ConfigError
 from tfs_bench.load import wire
 from tfs_bench.load.request_bodies import InputSpec
 from tfs_bench.load.request_bodies import encode_grpc
 from tfs_bench.load.wire import build
+
+
+@pytest.fixture
+def server(two_name_server):
+    """The load tests' shared server (tests/conftest.py)."""
+    return two_name_server
+
 
 SERVING = wire.messages()
 
@@ -180,13 +185,6 @@ heavy = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "tensorfl
 hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({"status": status, "heavy": heavy, "peak_rss_mib": int(hwm.split()[1]) / 1024}))
 """
-
-
-@pytest.fixture(scope="module")
-def server(known_answer_dir, tmp_path_factory):
-    server = start_two_name_server(known_answer_dir, tmp_path_factory.mktemp("wire_server"))
-    yield server
-    assert server.stop() == 0, log_tail(server)
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])

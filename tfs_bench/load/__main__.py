@@ -195,7 +195,7 @@ def _check_mode(mode, *given):
     values = dict(zip((*_MODE_FLAGS, "sla_ms"), given))
     for name, modes in _MODE_FLAGS.items():
         if values[name] is not None and mode not in modes:
-            return f"--{name} does not apply to --mode={mode} (only to --mode={' or '.join(modes)})"
+            return f"--{name} does not apply to --mode={mode} (only to {' or '.join(f'--mode={m}' for m in modes)})"
     missing = [f"--{name}" for name in _REQUIRED[mode] if values[name] is None]
     if missing:
         return f"--mode={mode} needs {' and '.join(missing)}"
