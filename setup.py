@@ -1,5 +1,5 @@
-"""The build step pyproject.toml cannot declare: the load stage's wire messages are compiled from
-tfs_bench/load/wire/serving.proto by grpcio-tools before the package's files are collected."""
+"""The build step pyproject.toml cannot declare: the wire messages (load and launch stages) are compiled from
+tfs_bench/wire/serving.proto by grpcio-tools before the package's files are collected."""
 
 import sys
 from pathlib import Path
@@ -11,7 +11,7 @@ from setuptools.command.build_py import build_py
 class BuildPyWithWire(build_py):
     def run(self):
         sys.path.insert(0, str(Path(__file__).resolve().parent))  # the source tree, not an installed copy
-        from tfs_bench.load.wire import build
+        from tfs_bench.wire import build
 
         build.build()
         super().run()

@@ -21,6 +21,8 @@ The rules:
   itself in a child process, and every tfs_bench module those import, transitively) imports
   tensorflow, tensorflow_serving or keras: a generator on a small box or shipped to many nodes
   does not carry TensorFlow.
+- Nothing the launch stage imports (tfs_bench/launch, transitively) imports them either: the
+  servers it starts run TensorFlow, the process that starts them (tfs_bench.run) need not.
 - Nothing in tfs_bench/ imports from tests/ or bench/ (`bench.*`, or a tests/ module by the name
   pytest gives it, e.g. `conftest`, `server_support`).
 """
@@ -178,9 +180,9 @@ def _file_of(module: str) -> str | None:
     return None
 
 
-def load_stage_files() -> list[str]:
-    """tfs_bench/load's files but raw_throughput, and every tfs_bench file they import (transitively)."""
-    todo = [p for p in _under("tfs_bench/load") if p != "tfs_bench/load/raw_throughput.py"]
+def files_imported_from(starts: list[str], skipped: str | None = None) -> list[str]:
+    """`starts` and every tfs_bench file they import, transitively, except the module `skipped`."""
+    todo = list(starts)
     seen = set()
     while todo:
         path = todo.pop()
@@ -189,15 +191,29 @@ def load_stage_files() -> list[str]:
         seen.add(path)
         for imp in imports_of(path):
             for module in imp.modules:
-                if names(module, "tfs_bench") and module != "tfs_bench.load.raw_throughput":
+                if names(module, "tfs_bench") and module != skipped:
                     found = _file_of(module)
                     if found is not None:
                         todo.append(found)
     return sorted(seen)
 
 
+def load_stage_files() -> list[str]:
+    """tfs_bench/load's files but raw_throughput, and every tfs_bench file they import (transitively)."""
+    starts = [p for p in _under("tfs_bench/load") if p != "tfs_bench/load/raw_throughput.py"]
+    return files_imported_from(starts, skipped="tfs_bench.load.raw_throughput")
+
+
 def test_the_load_stage_imports_no_tensorflow_even_through_what_it_imports():
     files = load_stage_files()
-    assert "tfs_bench/monitors/gpu.py" in files and "tfs_bench/load/wire/__init__.py" in files  # it follows imports
+    assert "tfs_bench/monitors/gpu.py" in files and "tfs_bench/wire/__init__.py" in files  # it follows imports
     problems = offending(files, lambda m: any(names(m, tf) for tf in TENSORFLOW))
     assert not problems, "the load stage must not import TensorFlow:\n" + "\n".join(problems)
+
+
+def test_the_launch_stage_imports_no_tensorflow_even_through_what_it_imports():
+    # tfs_bench.run launches and waits for servers: TensorFlow runs in them, not in the launcher.
+    files = files_imported_from(_under("tfs_bench/launch"))
+    assert "tfs_bench/launch/readiness.py" in files and "tfs_bench/wire/__init__.py" in files
+    problems = offending(files, lambda m: any(names(m, tf) for tf in TENSORFLOW))
+    assert not problems, "the launch stage must not import TensorFlow:\n" + "\n".join(problems)

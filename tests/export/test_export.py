@@ -234,25 +234,57 @@ def test_cli_list_needs_no_models():
 
 
 def test_cli_exports_and_reports(tmp_path):
-    proc = _export_cli("--models=tiny_cnn", f"--saved_models_dir={tmp_path}", "--input_encoding=uint8")
+    # Without the footprint (a fresh process loading the export; the module's fixture measures one).
+    flags = ("--models=tiny_cnn", f"--saved_models_dir={tmp_path}", "--input_encoding=uint8", "--nomeasure_footprint")
+    proc = _export_cli(*flags)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("  exported  tiny_cnn_uint8 v1 (uint8)")
     card = json.loads((tmp_path / "tiny_cnn_uint8" / "1" / modelcard.CARD_RELPATH).read_text())
     assert card["input_encoding"] == "uint8" and card["schema_version"] == modelcard.SCHEMA_VERSION
-    assert "up to date" in _export_cli("--models=tiny_cnn", f"--saved_models_dir={tmp_path}", "--input_encoding=uint8").stdout
+    assert card["footprint"] is None
+    assert "up to date" in _export_cli(*flags).stdout
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", LARGE)
-def test_large_model_builds_and_exports(tmp_path, name):
-    # The footprint takes a fresh process that loads the export: measured for one large model.
-    footprint = name == "mobilenet_v2"
-    result = savedmodels.export(savedmodels.ExportRequest(name, str(tmp_path), measure_footprint=footprint))
+def test_large_model_builds_with_its_input_and_classes(name):
+    # Exporting each takes about 10 s; the export path is the same for all, so one is exported below,
+    # and each preprocessing mode is checked on its own (test_each_preprocessing_mode_maps_pixels_as_its_model_expects).
     spec = zoo.get(name)
+    model = spec.build()
+    assert tuple(model.input_shape) == (None, *spec.input_shape)
+    assert tuple(model.output_shape) == (None, 1000)
+    assert model.count_params() > 1_000_000
+
+
+@pytest.mark.slow
+def test_a_large_model_exports_with_its_card_and_footprint(tmp_path):
+    result = savedmodels.export(savedmodels.ExportRequest("mobilenet_v2", str(tmp_path)))
+    spec = zoo.get("mobilenet_v2")
     card = result.card
     assert card.inputs[0].shape == (-1, *spec.input_shape)
     assert card.parameters > 1_000_000 and card.flops_per_image > 100_000_000
-    assert (card.footprint is not None and card.footprint.rss_increase_bytes > 0) if footprint else card.footprint is None
+    assert card.footprint is not None and card.footprint.rss_increase_bytes > 0
     probabilities = _serve(result.version_dir, _image(spec.image_size, seed=1)[:1].astype(np.float32))
     assert probabilities.shape == (1, 1000)
     np.testing.assert_allclose(probabilities.sum(), 1.0, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mode, expected", [
+    (zoo.TF, [[0.0 / 127.5 - 1, 127.5 / 127.5 - 1, 255 / 127.5 - 1]]),
+    (zoo.UNIT, [[0.0, 0.5, 1.0]]),
+    (zoo.RAW, [[0.0, 127.5, 255.0]]),
+    (zoo.TORCH, [[(0 - 0.485 * 255) / (0.229 * 255), (127.5 - 0.456 * 255) / (0.224 * 255),
+                  (255 - 0.406 * 255) / (0.225 * 255)]]),
+    (zoo.CAFFE, [[255 - 103.939, 127.5 - 116.779, 0 - 123.68]]),  # RGB to BGR, then the means
+])
+def test_each_preprocessing_mode_maps_pixels_as_its_model_expects(mode, expected):
+    pixel = tf.constant([[0.0, 127.5, 255.0]])  # one RGB pixel
+    np.testing.assert_allclose(zoo.preprocess(pixel, mode).numpy(), expected, rtol=1e-6, atol=1e-5)
+
+
+def test_every_zoo_model_names_a_known_preprocessing_mode():
+    modes = {zoo.TF, zoo.UNIT, zoo.RAW, zoo.TORCH, zoo.CAFFE}
+    assert {zoo.get(name).preprocessing for name in zoo.MODELS} == modes
+    with pytest.raises(ValueError, match="unknown preprocessing mode 'bgr'"):
+        zoo.preprocess(tf.constant([[1.0, 2.0, 3.0]]), "bgr")

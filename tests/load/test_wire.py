@@ -16,10 +16,10 @@ from conftest import run_env
 from load_support import MODEL
 from load_support import QUICK_FLAGS
 from tfs_bench.errors import ConfigError
-from tfs_bench.load import wire
+from tfs_bench import wire
 from tfs_bench.load.request_bodies import InputSpec
 from tfs_bench.load.request_bodies import encode_grpc
-from tfs_bench.load.wire import build
+from tfs_bench.wire import build
 
 
 @pytest.fixture
@@ -36,8 +36,10 @@ def tensorflow_messages():
     from tensorflow.core.framework import tensor_shape_pb2
     from tensorflow.core.protobuf import meta_graph_pb2
     from tensorflow_serving.apis import get_model_metadata_pb2
+    from tensorflow_serving.apis import get_model_status_pb2
     from tensorflow_serving.apis import model_pb2
     from tensorflow_serving.apis import predict_pb2
+    from tensorflow_serving.apis import status_pb2
 
     return {
         "TensorShapeProto": tensor_shape_pb2.TensorShapeProto,
@@ -51,6 +53,10 @@ def tensorflow_messages():
         "GetModelMetadataRequest": get_model_metadata_pb2.GetModelMetadataRequest,
         "GetModelMetadataResponse": get_model_metadata_pb2.GetModelMetadataResponse,
         "SignatureDefMap": get_model_metadata_pb2.SignatureDefMap,
+        "StatusProto": status_pb2.StatusProto,
+        "ModelVersionStatus": get_model_status_pb2.ModelVersionStatus,
+        "GetModelStatusRequest": get_model_status_pb2.GetModelStatusRequest,
+        "GetModelStatusResponse": get_model_status_pb2.GetModelStatusResponse,
     }
 
 
@@ -87,6 +93,15 @@ def test_the_dtype_enum_is_tensorflows_non_reference_values():
 
     theirs = {v.name: v.number for v in types_pb2.DataType.DESCRIPTOR.values if not v.name.endswith("_REF")}
     assert {v.name: v.number for v in SERVING.DataType.DESCRIPTOR.values} == theirs
+
+
+def test_the_model_version_states_are_tensorflow_servings():
+    from tensorflow_serving.apis import get_model_status_pb2
+
+    theirs = get_model_status_pb2.ModelVersionStatus.State.DESCRIPTOR
+    assert {v.name: v.number for v in SERVING.ModelVersionStatus.State.DESCRIPTOR.values} == {
+        v.name: v.number for v in theirs.values
+    }
 
 
 def test_a_request_the_generator_encodes_is_read_by_tensorflow_serving_as_the_same_tensors():
@@ -132,7 +147,7 @@ def test_metadata_tensorflow_serving_sends_reads_back_with_its_signatures():
 
 
 def copy_proto(tmp_path):
-    proto = tmp_path / build.PROTO.relative_to(build.PROTO.parents[3])
+    proto = tmp_path / build.PROTO.relative_to(build.PROTO.parents[2])  # tfs_bench/wire/serving.proto
     proto.parent.mkdir(parents=True)
     shutil.copy(build.PROTO, proto)
     return proto, proto.with_name(build.GENERATED.name)
@@ -160,12 +175,12 @@ def test_a_build_that_cannot_run_or_fails_says_why(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "grpc_tools", None)  # as on a machine without grpcio-tools
     with pytest.raises(ConfigError, match=exactly(
             "serving_pb2.py is not built and grpcio-tools is not installed: pip install grpcio-tools "
-            "(it is in requirements.txt), then python -m tfs_bench.load.wire.build")):
+            "(it is in requirements.txt), then python -m tfs_bench.wire.build")):
         build.build(proto, generated, tmp_path)
 
 
 def test_the_build_command_builds_and_says_where():
-    proc = subprocess.run([sys.executable, "-m", "tfs_bench.load.wire.build"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "tfs_bench.wire.build"], capture_output=True, text=True,
                           env=run_env(), cwd=REPO_ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"built {build.GENERATED}\n" and build.is_current()

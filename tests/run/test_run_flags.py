@@ -1,10 +1,14 @@
 """The run binary's refusals, parsed and run in this process (tests/binary_flags.py)."""
 
+import subprocess
+import sys
+
 import pytest
 from absl import app
 
 from binary_flags import BinaryFlags
 from conftest import REPO_ROOT
+from conftest import run_env
 from tfs_bench.run import __main__ as run_binary
 
 RUN = BinaryFlags(run_binary)
@@ -95,3 +99,15 @@ def test_the_perseus_flagfile_asks_for_the_papers_protocol_on_every_device_found
         "cpu/dedicated/resnet50/peak", "cpu/dedicated/inception_v3/peak",
         "gpu/dedicated/resnet50/peak", "gpu/dedicated/inception_v3/peak",
     ]
+
+
+def test_the_run_binary_loads_no_tensorflow_until_a_child_needs_it():
+    # Its servers, exports and raw measurements run TensorFlow in child processes; the binary
+    # itself starts in about a second and answers a bad flag without loading it (TF Serving's
+    # config protos, which it writes, do not import TensorFlow).
+    probe = ("import sys, tfs_bench.run.__main__; "
+             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=run_env(), cwd=REPO_ROOT,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"

@@ -12,8 +12,6 @@ from absl import app
 from absl import flags
 
 from tfs_bench import flag_rules
-from tfs_bench.export import known_answer
-from tfs_bench.export import tf1_known_answer
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "saved_models", "Where to write the models.")
 flag_rules.directory("output_dir")
@@ -22,6 +20,10 @@ flag_rules.directory("output_dir")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # TensorFlow is imported once the flags are good: a bad one is refused in a fraction of a second.
+    from tfs_bench.export import known_answer
+    from tfs_bench.export import tf1_known_answer
+
     print(known_answer.write_models(_OUTPUT_DIR.value))
     print(tf1_known_answer.write_model(_OUTPUT_DIR.value))
 

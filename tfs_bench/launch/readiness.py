@@ -10,10 +10,13 @@ import time
 from collections.abc import Mapping
 
 import grpc
-from tensorflow_serving.apis import get_model_status_pb2
-from tensorflow_serving.apis import model_service_pb2_grpc
 
-_AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+from tfs_bench import wire
+
+# TF Serving's ModelService messages without TensorFlow: launching a server never imports it here.
+_SERVING = wire.messages()
+_AVAILABLE = _SERVING.ModelVersionStatus.AVAILABLE
+_GET_MODEL_STATUS = wire.method("GetModelStatus", wire.MODEL_SERVICE)
 # A poll must not hang on a server that accepted the connection but does not answer.
 _STATUS_RPC_TIMEOUT_S = 1.0
 # gRPC backs off reconnecting for up to two minutes by default; a loading server refuses
@@ -26,7 +29,7 @@ _CHANNEL_OPTIONS = (
 
 
 def _status_request(model: str):
-    request = get_model_status_pb2.GetModelStatusRequest()
+    request = _SERVING.GetModelStatusRequest()
     request.model_spec.name = model
     return request
 
@@ -45,7 +48,7 @@ def _not_available(versions: tuple[int, ...], response) -> str:
 def _describe(version: int, status) -> str:
     if status is None:
         return f"version {version} not reported"
-    state = get_model_status_pb2.ModelVersionStatus.State.Name(status.state)
+    state = _SERVING.ModelVersionStatus.State.Name(status.state)
     error = f" ({status.status.error_message})" if status.status.error_message else ""
     return f"version {version} {state}{error}"
 
@@ -58,7 +61,11 @@ class ReadinessProbe:
 
     def __init__(self, target: str, wanted: Mapping[str, tuple[int, ...]]):
         self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
-        self._stub = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._get_status = self._channel.unary_unary(
+            _GET_MODEL_STATUS,
+            request_serializer=_SERVING.GetModelStatusRequest.SerializeToString,
+            response_deserializer=_SERVING.GetModelStatusResponse.FromString,
+        )
         self._waiting = dict(wanted)
         self.last_seen = {name: "not polled yet" for name in wanted}
         self.ready_at: dict[str, float] = {}  # model -> time.monotonic() when first seen AVAILABLE
@@ -72,7 +79,7 @@ class ReadinessProbe:
         for name, versions in list(self._waiting.items()):
             timeout_s = min(_STATUS_RPC_TIMEOUT_S, max(deadline - time.monotonic(), 0.01))
             try:
-                response = self._stub.GetModelStatus(_status_request(name), timeout=timeout_s)
+                response = self._get_status(_status_request(name), timeout=timeout_s)
             except grpc.RpcError as e:
                 seen = f"{e.code().name}: {e.details()}"
                 if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):

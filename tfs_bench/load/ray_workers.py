@@ -49,7 +49,7 @@ from tfs_bench import addresses
 from tfs_bench.child_process import child_env
 from tfs_bench.errors import LoadError
 from tfs_bench.load import run_files
-from tfs_bench.load import wire
+from tfs_bench import wire
 from tfs_bench.load import worker_protocol
 from tfs_bench.load.records import RecordCsvWriter
 from tfs_bench.load.records import RequestRecord

@@ -11,7 +11,7 @@ height and width, as pixels in [0, 255] of the input's dtype. A folder of n imag
 Bodies are encoded once here and sent as raw bytes: a serialized `PredictRequest` with
 `tensor_content` tensors for gRPC, a columnar JSON body (`{"inputs": …}`) for REST.
 
-gRPC messages come from `tfs_bench.load.wire` (TF Serving's field numbers, compiled by
+gRPC messages come from `tfs_bench.wire` (TF Serving's field numbers, compiled by
 grpcio-tools), not from the tensorflow-serving-api wheel, whose protos import all of TensorFlow:
 nothing in the load stage imports TensorFlow.
 """
@@ -36,7 +36,7 @@ from tfs_bench import addresses
 from tfs_bench.errors import ConfigError
 from tfs_bench.errors import LoadError
 from tfs_bench.errors import ModelError
-from tfs_bench.load import wire
+from tfs_bench import wire
 from tfs_bench.load.config import INPUT_IMAGES
 from tfs_bench.load.config import InputSource
 from tfs_bench.load.config import LoadConfig

@@ -1,5 +1,5 @@
 """Compiles serving.proto into serving_pb2.py with grpcio-tools: the build step of the wire
-messages (`python -m tfs_bench.load.wire.build`), also run on first use when the generated file
+messages (`python -m tfs_bench.wire.build`), also run on first use when the generated file
 is missing or older than the .proto.
 
 The generated file starts with a stamp line holding the .proto's SHA-256, so a changed .proto is
@@ -21,9 +21,9 @@ from tfs_bench.errors import ConfigError
 HERE = Path(__file__).resolve().parent
 PROTO = HERE / "serving.proto"
 GENERATED = HERE / "serving_pb2.py"
-_PACKAGE_ROOT = HERE.parents[2]  # the directory holding tfs_bench/: the .proto's import root
+_PACKAGE_ROOT = HERE.parents[1]  # the directory holding tfs_bench/: the .proto's import root
 _PROTOC_TIMEOUT_S = 120
-_STAMP = "# tfs_bench.load.wire: generated from serving.proto, sha256 "
+_STAMP = "# tfs_bench.wire: generated from serving.proto, sha256 "
 
 
 def _stamp(proto: Path) -> str:
@@ -47,7 +47,7 @@ def build(proto: Path = PROTO, generated: Path = GENERATED, root: Path = _PACKAG
     except ImportError:
         raise ConfigError(
             f"{generated.name} is not built and grpcio-tools is not installed: pip install grpcio-tools "
-            "(it is in requirements.txt), then python -m tfs_bench.load.wire.build"
+            "(it is in requirements.txt), then python -m tfs_bench.wire.build"
         ) from None
     include = Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
     relative = proto.relative_to(root)
