@@ -84,15 +84,16 @@ class Sampler:
                 for name in self._processes}
 
 
-def _policy(window_s: float, windows: int) -> WindowPolicy:
+def _policy(window_s: float, windows: int, warmup_s: float = 2.0) -> WindowPolicy:
     # Never "stable" (tolerance 0.1%): the run lasts exactly its windows.
-    return WindowPolicy(window_s=window_s, window_min_requests=0, warmup_s=2.0, max_windows=windows,
+    return WindowPolicy(window_s=window_s, window_min_requests=0, warmup_s=warmup_s, max_windows=windows,
                         stability_tolerance=0.001)
 
 
-def closed_throughput(target: str, model: str, out: Path, window_s: float = 2.0, windows: int = 3) -> float:
+def closed_throughput(target: str, model: str, out: Path, window_s: float = 2.0, windows: int = 3,
+                      warmup_s: float = 2.0) -> float:
     mix = TrafficMix((TenantLoad(model, model, concurrency=4),))
-    config = LoadConfig(mix=mix, targets=(target,), output_dir=str(out), policy=_policy(window_s, windows),
+    config = LoadConfig(mix=mix, targets=(target,), output_dir=str(out), policy=_policy(window_s, windows, warmup_s),
                         criteria=ValidityCriteria(min_duration_s=window_s, min_requests=1))
     return run_load(config).aggregate.throughput_rps
 
@@ -128,7 +129,7 @@ def recovery_s(target: str, payload: bytes, bound_ms: float, settled: int, limit
 
 
 def overload(server, export, factor: float, overload_s: float, max_outstanding: int, work_dir: Path,
-             settled: int = 5, window_s: float = 5.0, capacity_window_s: float = 2.0) -> dict:
+             settled: int = 5, window_s: float = 5.0, capacity_window_s: float = 2.0, warmup_s: float = 2.0) -> dict:
     card = export.card
     model = card.export_name
     _, h, w, c = card.inputs[0].shape
@@ -136,14 +137,14 @@ def overload(server, export, factor: float, overload_s: float, max_outstanding: 
     payload = closed_loop.predict_bytes(model, card.inputs[0].name, pixels)
     target = server.grpc_target
 
-    capacity = closed_throughput(target, model, work_dir / "capacity", capacity_window_s)
+    capacity = closed_throughput(target, model, work_dir / "capacity", capacity_window_s, warmup_s=warmup_s)
     baseline_ms = statistics.median(sequential_latencies(target, payload, 30))
 
     offered = factor * capacity
     windows = max(1, round(overload_s / window_s))
     mix = TrafficMix((TenantLoad(model, model, rate_rps=offered, arrival="poisson"),))
     config = LoadConfig(mix=mix, targets=(target,), output_dir=str(work_dir / "overload"),
-                        policy=_policy(window_s, windows), max_outstanding=max_outstanding,
+                        policy=_policy(window_s, windows, warmup_s), max_outstanding=max_outstanding,
                         criteria=ValidityCriteria(min_duration_s=window_s, min_requests=1))
     sampler = Sampler({"server": server.pid, "generator": psutil.Process().pid})
     started = time.perf_counter()
@@ -151,7 +152,7 @@ def overload(server, export, factor: float, overload_s: float, max_outstanding: 
     took_s = time.perf_counter() - started
     recovered_s = recovery_s(target, payload, 2 * baseline_ms, settled)
     memory = sampler.stop()
-    after = closed_throughput(target, model, work_dir / "after", capacity_window_s)
+    after = closed_throughput(target, model, work_dir / "after", capacity_window_s, warmup_s=warmup_s)
 
     windows_ = result.windows
     totals = {"scheduled": 0, "ok": 0, "dropped": 0, "errors": {}}

@@ -21,7 +21,7 @@ def test_three_times_capacity_is_dropped_not_queued_and_the_server_recovers(tmp_
     request = {"batching": overload.BATCHING} if batching else {}
     with bench_server.planned_server([entry], tmp_path, **request) as server:
         got = overload.overload(server, export, factor=3.0, overload_s=6.0, max_outstanding=64, work_dir=Path(tmp_path),
-                                window_s=2.0, capacity_window_s=1.0)
+                                window_s=2.0, capacity_window_s=1.0, warmup_s=1.0)
         alive = server.poll() is None
 
     assert alive, got

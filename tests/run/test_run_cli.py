@@ -52,7 +52,7 @@ def saved(tmp_path_factory):
     from tfs_bench.export import savedmodels
 
     saved_models = tmp_path_factory.mktemp("saved_models")
-    for name in ("tiny_cnn", "mobilenet_v2_small", "tiny_a"):
+    for name in ("tiny_cnn", "mobilenet_v2_small"):
         savedmodels.export(savedmodels.ExportRequest("tiny_cnn", str(saved_models), export_name=name, measure_footprint=False))
     return saved_models
 
@@ -61,18 +61,58 @@ def journal_by_step(run_dir):
     return {r.step: r for r in read_journal(run_dir)}
 
 
+def start_and_kill_when(flags, runs, cwd, step: str):
+    """Starts `python -m tfs_bench.run *flags`, SIGKILLs it once `step` has begun (its directory
+    exists after a finished step), waits for its servers to exit; returns the run directory and
+    what the run printed."""
+    log = cwd / "killed-run.log"  # a file, not a pipe: nothing read while it runs can block it
+    with open(log, "w") as output:
+        first = subprocess.Popen([sys.executable, "-m", "tfs_bench.run", *flags], stdout=output,
+                                 stderr=subprocess.STDOUT, env=run_env(), cwd=cwd)
+
+    def begun():
+        assert first.poll() is None, log.read_text()[-3000:]
+        dirs = list(runs.glob("*-*"))
+        return dirs and read_journal(dirs[0]) and (dirs[0] / step).exists()
+
+    try:
+        poll_until(begun, TIMEOUT_S, f"a first step to finish and {step} to begin")
+        os.kill(first.pid, signal.SIGKILL)
+    finally:
+        first.kill()
+        first.wait(timeout=30)
+    (run_dir,) = runs.glob("*-*")
+    printed = log.read_text()
+
+    def processes_of_the_run():  # its servers: their flags name the plan files in the run directory
+        return [q.pid for q in psutil.process_iter(["cmdline"]) if any(str(run_dir) in a for a in q.info["cmdline"] or ())]
+
+    poll_until(lambda: not processes_of_the_run(), 30, "the killed run's servers to exit",
+               lambda: f" (still running: {processes_of_the_run()})")
+    return run_dir, printed
+
+
 @pytest.mark.slow
-def test_the_quick_experiment_runs_every_stage_and_leaves_a_resumable_record(saved, tmp_path):
-    run_dir = tmp_path / "runs" / "quick"
-    proc = run_cli(
-        f"--flagfile={CONFIGS / 'quickstart.flags'}", f"--saved_models_dir={saved}", f"--run_dir={run_dir}",
-        "--concurrency=1", "--placements=dedicated,multi_model", "--noframework_batching", "--framework_threads=",
-        "--sla_ms=1000", *SHORT, cwd=tmp_path,
-    )
+def test_the_quick_experiment_runs_every_stage_resumes_after_kill_9_and_keeps_its_record(saved, tmp_path):
+    runs = tmp_path / "runs"
+    flags = (f"--flagfile={CONFIGS / 'quickstart.flags'}", f"--saved_models_dir={saved}", f"--runs_dir={runs}",
+             "--concurrency=1", "--placements=dedicated,multi_model", "--noframework_batching", "--framework_threads=",
+             "--sla_ms=1000", *SHORT)
+    # Killed (kill -9) once the second step has begun: the first is journaled, the second part way.
+    run_dir, printed = start_and_kill_when(flags, runs, tmp_path, "cpu/dedicated/tiny_cnn/peak")
+    assert "exporting tiny_cnn (uint8)" in printed and "(float32)" not in printed  # only what was missing
+    assert "[1/13] cpu/dedicated/tiny_cnn/closed" in printed
+    before = journal_by_step(run_dir)
+    assert list(before) == ["cpu/dedicated/tiny_cnn/closed"] and read_manifest(run_dir).finished_at is None
+
+    changed = run_cli(*flags, "--concurrency=2", "--resume", cwd=tmp_path)
+    assert changed.returncode == 1 and "was --concurrency=1; now --concurrency=2" in changed.stderr
+
+    proc = run_cli(*flags, "--resume", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     out = proc.stdout
-    assert "exporting tiny_cnn (uint8)" in out and "(float32)" not in out  # only what was missing
-    assert "[1/13] cpu/dedicated/tiny_cnn/closed" in out and "[13/13] cpu/framework/tiny_cnn/uint8/closed" in out
+    assert f"resuming {run_dir}: 1 step(s) already finished" in out
+    assert "exporting" not in out and "[13/13] cpu/framework/tiny_cnn/uint8/closed" in out
     assert "headline figures" in out and f"results: {run_dir}" in out
     # The last stage: the report, its headline printed.
     assert f"report: {run_dir / 'report' / 'report.md'}" in out
@@ -93,6 +133,9 @@ def test_the_quick_experiment_runs_every_stage_and_leaves_a_resumable_record(sav
         "cpu/framework/tiny_cnn/server-default/closed", "cpu/framework/tiny_cnn/uint8/closed",
     ]
     assert all(r.status == "done" for r in steps.values()), {k: r.error for k, r in steps.items() if r.error}
+    assert steps["cpu/dedicated/tiny_cnn/closed"] == before["cpu/dedicated/tiny_cnn/closed"]  # not measured again
+    interrupted = sorted(p.name for p in (run_dir / "cpu/dedicated/tiny_cnn").glob("*.interrupted-*"))
+    assert interrupted in ([], ["peak.interrupted-1"])  # the step killed part way, kept aside if it had begun
 
     peak = steps["cpu/dedicated/tiny_cnn/peak"].result
     closed = steps["cpu/dedicated/tiny_cnn/closed"].result
@@ -120,7 +163,7 @@ def test_the_quick_experiment_runs_every_stage_and_leaves_a_resumable_record(sav
     assert set(window["breakdown"]) == {"tiny_cnn", "mobilenet_v2_small"}
 
     manifest = read_manifest(run_dir)
-    assert manifest.finished_at is not None and manifest.devices == ("cpu",)
+    assert manifest.finished_at is not None and manifest.devices == ("cpu",) and len(manifest.resumed_at) == 1
     assert manifest.gpu_note.startswith("no GPU found") and "GPU sections are left out" in manifest.gpu_note
     assert {m.name for m in manifest.models} == {"tiny_cnn", "mobilenet_v2_small", "tiny_cnn_uint8"}
     assert all(m.sha256 and len(m.sha256) == 64 for m in manifest.models)
@@ -131,55 +174,8 @@ def test_the_quick_experiment_runs_every_stage_and_leaves_a_resumable_record(sav
 
     again = run_cli(f"--flagfile={CONFIGS / 'quickstart.flags'}", f"--run_dir={run_dir}", cwd=tmp_path)
     assert again.returncode == 1 and "refusing to overwrite it (continue it with --resume)" in again.stderr
-
-
-@pytest.mark.slow
-def test_a_run_killed_mid_step_resumes_without_repeating_what_finished(saved, tmp_path):
-    flags = (f"--saved_models_dir={saved}", "--name=resumable", "--models=tiny_a", "--placements=dedicated", "--noraw",
-             "--devices=cpu", "--concurrency=1", "--sla_ms=1000", *SHORT)
-    runs = tmp_path / "runs"
-    first = subprocess.Popen(
-        [sys.executable, "-m", "tfs_bench.run", *flags, f"--runs_dir={runs}"], stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, env=run_env(), cwd=tmp_path,
-    )
-    def second_step_begun():
-        assert first.poll() is None, first.stdout.read()
-        dirs = list(runs.glob("*-resumable"))
-        return dirs and read_journal(dirs[0]) and (dirs[0] / "cpu/dedicated/tiny_a/peak").exists()
-
-    try:
-        poll_until(second_step_begun, TIMEOUT_S, "the first step to finish and the second to begin")
-        os.kill(first.pid, signal.SIGKILL)
-    finally:
-        first.kill()
-        first.wait(timeout=30)
-    (run_dir,) = runs.glob("*-resumable")
-
-    def processes_of_the_run():  # its servers: their flags name the plan files in the run directory
-        return [q.pid for q in psutil.process_iter(["cmdline"]) if any(str(run_dir) in a for a in q.info["cmdline"] or ())]
-
-    poll_until(lambda: not processes_of_the_run(), 30, "the killed run's servers to exit",
-               lambda: f" (still running: {processes_of_the_run()})")
-    before = journal_by_step(run_dir)
-    assert "cpu/dedicated/tiny_a/closed" in before and read_manifest(run_dir).finished_at is None
-
-    changed = run_cli(*flags, "--concurrency=2", f"--runs_dir={runs}", "--resume", cwd=tmp_path)
-    assert changed.returncode == 1 and "was --concurrency=1; now --concurrency=2" in changed.stderr
-
-    resumed = run_cli(*flags, f"--runs_dir={runs}", "--resume", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:] + resumed.stdout[-3000:]
-    assert f"resuming {run_dir}: {len(before)} step(s) already finished" in resumed.stdout
-    after = journal_by_step(run_dir)
-    assert list(after) == ["cpu/dedicated/tiny_a/closed", "cpu/dedicated/tiny_a/peak"]
-    assert all(after[step] == record for step, record in before.items())  # not measured again
-    assert all(r.status == "done" for r in after.values()), {k: r.error for k, r in after.items() if r.error}
-    interrupted = sorted(p.name for p in (run_dir / "cpu/dedicated/tiny_a").glob("*.interrupted-*"))
-    assert interrupted in ([], ["peak.interrupted-1"])
-    manifest = read_manifest(run_dir)
-    assert manifest.finished_at is not None and len(manifest.resumed_at) == 1
-
-    finished = run_cli(*flags, f"--runs_dir={runs}", "--resume", cwd=tmp_path)
-    assert finished.returncode == 1 and "no unfinished run of 'resumable'" in finished.stderr
+    finished = run_cli(*flags, "--resume", cwd=tmp_path)
+    assert finished.returncode == 1 and f"no unfinished run of 'quickstart' under {runs}" in finished.stderr
 
 
 FAILING_SERVER = ("--server=binary", "--server_binary=/bin/false", "--placements=dedicated", "--noframework_batching",

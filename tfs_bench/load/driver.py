@@ -441,7 +441,7 @@ def _open_workers(config: LoadConfig, plans: Sequence[WorkerPlan], run_dir: Path
         return ProcessGroup(plans, run_dir)
     from tfs_bench.load import ray_workers  # Ray is imported only by runs that ask for it
 
-    return ray_workers.RayGroup(plans, run_dir, config.ray_address, config.ray_worker_cpus)
+    return ray_workers.RayGroup(plans, run_dir, config.ray_worker_cpus)
 
 
 def _totals(link, stopped, run_dir: Path) -> WorkerTotals:

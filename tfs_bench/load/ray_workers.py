@@ -299,7 +299,8 @@ class _RayLink(WorkerLink):
 class RayGroup(WorkerGroup):
     """One actor per worker, spread over the cluster's nodes; heard through long polls."""
 
-    def __init__(self, plans: Sequence[WorkerPlan], run_dir: Path, address: str, cpus: float):
+    def __init__(self, plans: Sequence[WorkerPlan], run_dir: Path, cpus: float):
+        """Starts one actor per plan on the cluster this process joined (`connect`)."""
         self.links: list[_RayLink] = []
         self._polls: dict = {}  # an outstanding poll per live link: ObjectRef -> link
         try:
