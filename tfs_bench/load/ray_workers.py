@@ -16,8 +16,10 @@ Clocks: every node measures with its own monotonic clock. Before a run the drive
 actor's clock several times and keeps the read with the shortest round trip: the offset is the
 remote reading minus the midpoint of the round trip, and its uncertainty is half that round
 trip (the remote read happened somewhere inside it). Commands carry times converted to the
-node's clock, so every worker starts at one common instant, and records and events come back
-converted to the driver's clock; summary.json keeps each worker's node, offset and uncertainty.
+node's clock, so every worker starts at one common instant; events come back converted to the
+driver's clock by the driver, and record rows by the actor on its node (so the driver parses
+them as it parses a local worker's file). summary.json keeps each worker's node, offset and
+uncertainty.
 
 A worker whose actor dies (its node lost, its process killed) or whose process exits without
 being asked to stop is *lost*: the run goes on with the others, and windows closed after the
@@ -53,6 +55,8 @@ from tfs_bench import wire
 from tfs_bench.load import worker_protocol
 from tfs_bench.load.records import RecordCsvWriter
 from tfs_bench.load.records import RequestRecord
+from tfs_bench.load.records import csv_rows
+from tfs_bench.load.records import records_from_rows
 from tfs_bench.load.worker_pool import EXIT_TIMEOUT_S
 from tfs_bench.load.worker_pool import REPLY_TIMEOUT_S
 from tfs_bench.load.worker_pool import WORKER_MODULE
@@ -126,6 +130,8 @@ class WorkerHost:
         self._events: list[bytes] = []
         self._news = asyncio.Event()
         self._records = None
+        self._tail = RecordTail(Path(self._dir) / "records.csv")
+        self._offset_ns = 0
         self._reader = None
         self._log = open(os.path.join(self._dir, "worker.log"), "wb")
 
@@ -143,6 +149,10 @@ class WorkerHost:
 
     async def clock_ns(self) -> int:
         return time.perf_counter_ns()
+
+    async def set_clock(self, offset_ns: int) -> None:
+        """This node's clock minus the driver's: the records go back on the driver's clock."""
+        self._offset_ns = offset_ns
 
     async def command(self, line: bytes) -> None:
         try:
@@ -162,7 +172,7 @@ class WorkerHost:
             self._news.set()
 
     async def poll(self, wait_s: float) -> dict:
-        """The events and record bytes since the last poll (waiting up to `wait_s` for some), and
+        """The events and record rows since the last poll (waiting up to `wait_s` for some), and
         the exit status with the log's tail once the process has ended."""
         if not self._events and not self._reader.done():
             try:
@@ -180,13 +190,15 @@ class WorkerHost:
                 reply["log_tail"] = "\n".join(log.read().strip().splitlines()[-_LOG_TAIL_LINES:])
         return reply
 
-    def _read_records(self) -> bytes:
+    def _read_records(self) -> str:
+        """The whole rows written since the last read, converted here to the driver's clock, so
+        that the driver only parses them, as it parses a local worker's file."""
         if self._records is None:
             try:
                 self._records = open(os.path.join(self._dir, "records.csv"), "rb")
             except FileNotFoundError:
-                return b""
-        return self._records.read()
+                return ""
+        return csv_rows(record_from_node(r, self._offset_ns) for r in self._tail.parse(self._records.read()))
 
     async def close(self) -> None:
         if self._process is not None and self._process.returncode is None:
@@ -260,9 +272,7 @@ class _RayLink(WorkerLink):
         self.uncertainty_ns: int | None = None
         self.exit_status: int | None = None
         self.log_tail = ""
-        self.path = run_files.records_path(run_dir, index)
-        self._tail = RecordTail(self.path)
-        self._writer = RecordCsvWriter(self.path)
+        self._writer = RecordCsvWriter(run_files.records_path(run_dir, index))
 
     @property
     def node(self) -> str:
@@ -280,9 +290,10 @@ class _RayLink(WorkerLink):
             except ValueError as e:
                 raise LoadError(f"load worker {self.index} sent a message the driver cannot read: {e}") from None
             self.handle(from_node(event, self.offset_ns))
-        records = [record_from_node(r, self.offset_ns) for r in self._tail.parse(reply["records"])]
+        rows = reply["records"]  # whole rows, on this process's clock already
+        records = records_from_rows(rows.splitlines())
         if records:
-            self._writer.append(records)
+            self._writer.append_rows(rows)
             self.rows += len(records)
         if reply["exit_status"] is not None:
             self.exit_status, self.log_tail = reply["exit_status"], reply["log_tail"]
@@ -319,6 +330,7 @@ class RayGroup(WorkerGroup):
                         f"{START_TIMEOUT_S:g} s (it reserves {cpus:g} CPU(s) there: --ray_worker_cpus)"
                     ) from None
                 link.offset_ns, link.uncertainty_ns = read_clock(link.actor)
+                ray.get(link.actor.set_clock.remote(link.offset_ns), timeout=REPLY_TIMEOUT_S)
         except RayError as e:
             self.close()
             raise LoadError(f"Ray could not start the load workers: {e}") from None

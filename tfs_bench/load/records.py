@@ -171,6 +171,20 @@ class RequestRecord:
 _HEADER_LINE = ",".join(CSV_COLUMNS)
 
 
+def csv_rows(records: Iterable[RequestRecord]) -> str:
+    """The records as rows of a record file, without its header."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    for record in records:
+        writer.writerow(record.to_row())
+    return buffer.getvalue()
+
+
+def records_from_rows(lines: Iterable[str]) -> list[RequestRecord]:
+    """The records in whole rows of a record file (its header left out)."""
+    return [RequestRecord.from_row(dict(zip(CSV_COLUMNS, row))) for row in csv.reader(lines)]
+
+
 class RecordCsvWriter:
     """Appends records to a CSV file, one `append` per window, each written whole and flushed.
 
@@ -189,14 +203,13 @@ class RecordCsvWriter:
 
     def append(self, records: Iterable[RequestRecord]) -> int:
         """Writes the records in one write and flushes; returns how many were written."""
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
-        count = 0
-        for record in records:
-            writer.writerow(record.to_row())
-            count += 1
-        self._write(buffer.getvalue())
-        return count
+        records = list(records)
+        self._write(csv_rows(records))
+        return len(records)
+
+    def append_rows(self, text: str) -> None:
+        """Writes rows already in this format (`csv_rows`' text, whole rows) in one write and flushes."""
+        self._write(text)
 
     def _write(self, text: str) -> None:
         self._file.write(text)

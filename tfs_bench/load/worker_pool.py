@@ -21,7 +21,6 @@ and the run's verdict says so; what it sent before is kept.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import selectors
@@ -39,6 +38,7 @@ from tfs_bench.load import run_files
 from tfs_bench.load import worker_protocol
 from tfs_bench.load.records import CSV_COLUMNS
 from tfs_bench.load.records import RequestRecord
+from tfs_bench.load.records import records_from_rows
 from tfs_bench.load.worker_protocol import ErrorEvent
 from tfs_bench.load.worker_protocol import Event
 from tfs_bench.load.worker_protocol import MarkCommand
@@ -238,7 +238,7 @@ class RecordTail:
             if lines[0] != ",".join(CSV_COLUMNS):
                 raise LoadError(f"{self._path} does not start with the request record header")
             lines, self._header_seen = lines[1:], True
-        return [RequestRecord.from_row(dict(zip(CSV_COLUMNS, row))) for row in csv.reader(lines)]
+        return records_from_rows(lines)
 
     def close(self) -> None:
         if self._file is not None:
