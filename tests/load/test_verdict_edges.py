@@ -184,23 +184,6 @@ def test_a_loss_only_in_a_window_that_is_not_pooled_is_no_reason():
     assert judge_lost({0: (3,)}).verdict.valid
 
 
-def test_a_window_keeps_its_lost_workers_through_json_and_reads_files_from_before_them():
-    (window,) = [summarize_window(0, 0, 5 * S, records_of(), {"a": 80.0}, POLICY, (), None, [1, 4])]
-    assert window.lost_workers == (1, 4)
-    written = window.to_json()
-    assert written["lost_workers"] == [1, 4]
-    assert type(window).from_json(json.loads(json.dumps(written))) == window
-    del written["lost_workers"]  # windows.jsonl written before workers could be lost
-    assert type(window).from_json(written).lost_workers == ()
-
-
-@pytest.mark.parametrize("lost", [(2, 1), (1, 1), (-1,)])
-def test_lost_workers_out_of_order_repeated_or_negative_are_refused(lost):
-    window = summarize_window(0, 0, 5 * S, records_of(), {"a": 80.0}, POLICY)
-    with pytest.raises(ValueError, match=r"^lost_workers must be distinct worker indices in order, got "):
-        dataclasses.replace(window, lost_workers=lost)
-
-
 # ----------------------------------------------------------------------------- criteria and records
 
 

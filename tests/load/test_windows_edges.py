@@ -308,3 +308,32 @@ def test_starting_twice_and_ticking_before_start_are_refused_by_name():
     windows.start()
     with pytest.raises(RuntimeError, match=exactly("WindowClock already started")):
         windows.start()
+
+
+# ----------------------------------------------------------------------------- lost workers
+
+
+def _ok_window(lost=()):
+    records = [RequestRecord("a", "a", k * MS, k * MS, k * MS + MS, 1, "OK", 8, 0) for k in range(10)]
+    return summarize_window(0, 0, 5 * S, records, {"a": 80.0}, WindowPolicy(), (), None, lost)
+
+
+def test_a_window_keeps_its_lost_workers_through_json_and_reads_files_from_before_them():
+    window = _ok_window([1, 4])
+    assert window.lost_workers == (1, 4)
+    written = window.to_json()
+    assert written["lost_workers"] == [1, 4]
+    assert WindowSummary.from_json(json.loads(json.dumps(written))) == window
+    del written["lost_workers"]  # windows.jsonl written before workers could be lost
+    assert WindowSummary.from_json(written).lost_workers == ()
+    assert _ok_window().to_json()["lost_workers"] == []
+
+
+@pytest.mark.parametrize("lost", [(2, 1), (1, 1), (-1,), (0, 0)])
+def test_lost_workers_out_of_order_repeated_or_negative_are_refused(lost):
+    with pytest.raises(ValueError, match=r"^lost_workers must be distinct worker indices in order, got "):
+        dataclasses.replace(_ok_window(), lost_workers=lost)
+
+
+def test_a_lost_worker_list_in_order_is_kept_as_a_tuple():
+    assert dataclasses.replace(_ok_window(), lost_workers=[0, 3]).lost_workers == (0, 3)
