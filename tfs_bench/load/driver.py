@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import datetime
 import time
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -311,7 +310,7 @@ class _Experiment:
         _join_cluster(config)
         manifest = RunManifest(config, invocation or {}, settings=settings)
         self._kept: dict[str, ExperimentRun] = {}
-        self._started_at = _now()
+        self._started_at = run_files.now()
         if resume:
             self._dir, summary = run_files.reopen_for_resume(config.output_dir, manifest)
             if isinstance(summary, ExperimentSummary):
@@ -362,7 +361,7 @@ class _Experiment:
 
     def finish(self, **outcome) -> None:
         """The last summary, with the outcome (ExperimentSummary's error/probes, peak or ramp)."""
-        self._write(finished_at=_now(), **outcome)
+        self._write(finished_at=run_files.now(), **outcome)
 
     def _write(self, **outcome) -> None:
         summary = ExperimentSummary(self._settings, self._started_at, tuple(self._runs), **outcome)
@@ -374,8 +373,6 @@ def _probe_mix(mix: TrafficMix, tenant: str | None, rate_rps: float) -> TrafficM
     return scale_open_loop(mix, rate_rps) if tenant is None else mix.with_rate(tenant, rate_rps)
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 # ----------------------------------------------------------------------------- one run
@@ -392,7 +389,7 @@ def _run(
         config.output_dir, config.overwrite, RunManifest(config, invocation or {}, label=label)
     )
     observer.run_started(label, config)
-    started_at = _now()
+    started_at = run_files.now()
     windows = run_files.WindowLog(run_dir)
     plans = _worker_plans(config, prepared, run_dir)
     try:
@@ -405,14 +402,7 @@ def _run(
     except BaseException as e:
         # What was measured stays: windows.jsonl and the records are flushed as they come; the
         # marker says the run ended early and why, for `report` and for a reader of the files.
-        interrupted = isinstance(e, (KeyboardInterrupt, SystemExit))
-        try:
-            run_files.write_failure(run_dir, run_files.RunFailure(
-                label, started_at, _now(), run_files.INTERRUPTED if interrupted else run_files.FAILED,
-                "interrupted" if interrupted else (str(e) or type(e).__name__), windows.count,
-            ))
-        except OSError:
-            pass  # the disk failing too must not hide the error itself
+        run_files.mark_ended_early(run_dir, label, started_at, e, windows.count)
         observer.run_failed(label, e)  # e.g. the monitors stop their threads
         raise
     finally:
@@ -420,7 +410,7 @@ def _run(
     result = summarize_run(pool.records, clock.windows, config.policy, config.criteria)
     workers = tuple(_totals(link, stopped.get(link.index), run_dir) for link in pool.links)
     summary = RunSummary(
-        label, started_at, _now(), measurement.start_ns, clock.warmup_end_ns, clock.stop_reason, workers, result
+        label, started_at, run_files.now(), measurement.start_ns, clock.warmup_end_ns, clock.stop_reason, workers, result
     )
     run_files.write_summary(run_dir, summary)
     observer.run_finished(label, result)
@@ -500,7 +490,7 @@ def _worker_plans(config: LoadConfig, prepared: dict[str, TenantRequests], run_d
 class _Measurement:
     """Drives the WindowClock over the workers' records: warm-up, windows, stop."""
 
-    def __init__(self, config: LoadConfig, pool: "_WorkerPool", windows: run_files.WindowLog, label: str,
+    def __init__(self, config: LoadConfig, pool: WorkerPool, windows: run_files.WindowLog, label: str,
                  observer: LoadObserver):
         self._config = config
         self._pool = pool

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime
 import threading
 import time
 from pathlib import Path
@@ -101,7 +100,7 @@ def run_mlperf(config: LoadConfig, settings: LoadGenSettings, observer, invocati
     # Before LoadGen's threads and the sending loop's start: they inherit it (as a worker's threads do).
     priority = set_generator_priority(config.generator_priority)
     observer.run_started(label, config)
-    started_at = _now()
+    started_at = run_files.now()
     windows = run_files.WindowLog(run_dir)
     sut = _Sut(config, prepared[load.tenant], settings.scenario == "Offline", run_dir)
     try:
@@ -111,14 +110,7 @@ def run_mlperf(config: LoadConfig, settings: LoadGenSettings, observer, invocati
             measured = sut.run(settings, log_dir, windows, observer, label)
         verdict = parse_detail_log((log_dir / DETAIL_LOG).read_text(errors="replace"), LOG_DIR)
     except BaseException as e:
-        interrupted = isinstance(e, (KeyboardInterrupt, SystemExit))
-        try:
-            run_files.write_failure(run_dir, run_files.RunFailure(
-                label, started_at, _now(), run_files.INTERRUPTED if interrupted else run_files.FAILED,
-                "interrupted" if interrupted else (str(e) or type(e).__name__), windows.count,
-            ))
-        except OSError:
-            pass
+        run_files.mark_ended_early(run_dir, label, started_at, e, windows.count)
         observer.run_failed(label, e)
         raise
     finally:
@@ -128,7 +120,7 @@ def run_mlperf(config: LoadConfig, settings: LoadGenSettings, observer, invocati
     result = summarize_run(sut.records, measured.windows, config.policy, config.criteria)
     workers = (run_files.WorkerTotals(0, run_files.records_path(run_dir, 0).name, len(sut.records),
                                       measured.cpu_s, priority),)
-    summary = run_files.RunSummary(label, started_at, _now(), measured.start_ns, measured.warmup_end_ns,
+    summary = run_files.RunSummary(label, started_at, run_files.now(), measured.start_ns, measured.warmup_end_ns,
                                    run_files.STOP_LOADGEN, workers, result, loadgen=verdict)
     run_files.write_summary(run_dir, summary)
     observer.run_finished(label, result)
@@ -271,6 +263,3 @@ class _Sut:
         await asyncio.gather(*self._inflight, return_exceptions=True)
         self._flush()
 
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

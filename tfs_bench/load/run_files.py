@@ -26,6 +26,7 @@ never deleted.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import re
@@ -590,6 +591,24 @@ def write_summary(run_dir: Path, summary: RunSummary | ExperimentSummary) -> Non
 
 def write_failure(run_dir: Path, failure: RunFailure) -> None:
     write_json_atomic(run_dir / FAILURE_FILE, failure.to_json())
+
+
+def mark_ended_early(run_dir: Path, label: str, started_at: str, error: BaseException, windows: int) -> None:
+    """failure.json for a run that `error` ended before its summary: INTERRUPTED for Ctrl-C or an
+    exit, FAILED with the error's text otherwise. The windows measured stay where they are."""
+    interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
+    try:
+        write_failure(run_dir, RunFailure(
+            label, started_at, now(), INTERRUPTED if interrupted else FAILED,
+            "interrupted" if interrupted else (str(error) or type(error).__name__), windows,
+        ))
+    except OSError:
+        pass  # the disk failing too must not hide the error itself
+
+
+def now() -> str:
+    """The wall-clock time that stamps a run's start and end: UTC, ISO 8601, to the second."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def read_failure(run_dir: str | os.PathLike) -> RunFailure:
