@@ -308,3 +308,75 @@ def test_each_window_waits_for_its_share_of_the_minimum_requests_per_tenant():
     assert dataclasses.replace(raised, window_min_requests=20) == policy  # nothing else changes
     assert windows_for(policy, ValidityCriteria(min_requests=60)) is policy  # 20 × 3 already holds 60
     assert windows_for(policy, ValidityCriteria(min_requests=0)) is policy
+
+
+# ----------------------------------------------------------------------------- a starved generator
+
+
+def test_a_starved_generator_is_reported_with_its_cpu_loop_lag_and_runqueue_wait():
+    # 10 ms service times: every window's timing bound is the 1 ms floor. The workers use 20% and
+    # 10% of a core (not CPU-bound) while their loops lag 2.5 and 0.4 ms; their threads waited
+    # 1 s and 3 s of the 5 s for a CPU (200 and 600 ms per second).
+    usage = [
+        GeneratorUsage(0, 1.0, loop_lag_p99_ms=2.5, runqueue_wait_s=1.0),
+        GeneratorUsage(1, 0.5, loop_lag_p99_ms=0.4, runqueue_wait_s=3.0),
+    ]
+    result = judge(records_of(), generator={1: usage})
+    assert [w.client for w in result.windows] == ["ok", "starved", "ok"]
+    assert [(r.code, r.message) for r in result.verdict.reasons] == [(
+        "client_starved",
+        "the load generator ran late without being CPU-bound in window(s) 1 (busiest worker at 20% of a core; "
+        "event-loop lag p99 up to 2.50 ms against a timing bound of 1.00 ms; "
+        "its threads waited up to 600 ms per second for a CPU)",
+    )]
+    assert result.tenants["a"].verdict.reasons == result.verdict.reasons
+    assert result.verdict.blames_the_host
+
+
+# ----------------------------------------------------------------------------- what the pooled summaries carry
+
+
+def test_pooled_summaries_carry_the_scheduled_arrivals_of_the_pooled_windows():
+    records = records_of("a") + records_of("b")
+    bounds = (-5 * S, *BOUNDS)  # four windows: the first (scheduled 999) is not pooled
+
+    def run(scheduled_by_window):
+        windows = [
+            summarize_window(k, a, b, records, {"a": 80.0, "b": 80.0}, POLICY, (), scheduled_by_window[k])
+            for k, (a, b) in enumerate(zip(bounds, bounds[1:]))
+        ]
+        return summarize_run(records, windows, POLICY, ValidityCriteria())
+
+    known = run([{"a": 999, "b": 999}, {"a": 400, "b": 410}, {"a": 401, "b": 410}, {"a": 402, "b": 410}])
+    assert (known.tenants["a"].pooled.scheduled, known.tenants["b"].pooled.scheduled) == (1203, 1230)
+    assert known.aggregate.scheduled == 2433
+    assert known.verdict.valid
+    # b's arrivals are not known in one pooled window: b's pooled count and the aggregate's are None.
+    partial = run([{"a": 999, "b": 999}, {"a": 400, "b": 410}, {"a": 401}, {"a": 402, "b": 410}])
+    assert (partial.tenants["a"].pooled.scheduled, partial.tenants["b"].pooled.scheduled) == (1203, None)
+    assert partial.aggregate.scheduled is None
+
+
+def test_pooled_late_sends_are_judged_with_the_policys_timing_tolerance():
+    # Every request takes 100 ms at the server and leaves 20 ms after its intended time: late
+    # against the default bound (5% of the median, 5 ms), on time against a 50% one (50 ms).
+    step = 5 * S // PER_WINDOW
+    records = []
+    for i in range(ATTEMPTS):
+        done = BOUNDS[i // PER_WINDOW] + (i % PER_WINDOW) * step
+        records.append(RequestRecord("a", "a", done - 120 * MS, done - 100 * MS, done, 1, "OK", 8, 0))
+
+    def run(policy):
+        windows = [
+            summarize_window(k, a, b, records, {"a": 80.0}, policy) for k, (a, b) in enumerate(zip(BOUNDS, BOUNDS[1:]))
+        ]
+        return summarize_run(records, windows, policy, ValidityCriteria())
+
+    wide = run(WindowPolicy(timing_tolerance=0.5))
+    assert [(s.late, s.late_threshold_ms) for s in (wide.tenants["a"].pooled, wide.aggregate)] == [(0, 50.0), (0, 50.0)]
+    assert wide.verdict.valid
+    default = run(POLICY)
+    assert [(s.late, s.late_threshold_ms) for s in (default.tenants["a"].pooled, default.aggregate)] == [
+        (1200, 5.0), (1200, 5.0)
+    ]
+    assert codes(default) == ["late_sends"]

@@ -6,6 +6,7 @@ parametrize lists), so each check runs the code under test when the test runs.
 
 import dataclasses
 import json
+from fractions import Fraction
 
 import pytest
 
@@ -17,8 +18,11 @@ from tfs_bench.load.windows import LoadSummary
 from tfs_bench.load.windows import WindowClock
 from tfs_bench.load.windows import WindowPolicy
 from tfs_bench.load.windows import WindowSummary
+from tfs_bench.load.windows import _relative_spread
 from tfs_bench.load.windows import instability_reasons
 from tfs_bench.load.windows import client_state
+from tfs_bench.load.windows import late_threshold_ns
+from tfs_bench.load.windows import summarize_load
 from tfs_bench.load.windows import summarize_window
 from tfs_bench.load.windows import tenants_stable
 from tfs_bench.load.windows import window_policy
@@ -337,3 +341,148 @@ def test_lost_workers_out_of_order_repeated_or_negative_are_refused(lost):
 
 def test_a_lost_worker_list_in_order_is_kept_as_a_tuple():
     assert dataclasses.replace(_ok_window(), lost_workers=[0, 3]).lost_workers == (0, 3)
+
+
+# ----------------------------------------------------------------------------- fields added later: exact bounds and JSON
+
+
+def test_generator_usage_writes_and_reads_its_runqueue_wait():
+    usage = GeneratorUsage(2, 1.5, loop_lag_p99_ms=3.25, runqueue_wait_s=0.75)
+    written = usage.to_json()
+    assert written == {"worker": 2, "cpu_s": 1.5, "loop_lag_p99_ms": 3.25, "runqueue_wait_s": 0.75}
+    assert GeneratorUsage.from_json(json.loads(json.dumps(written))) == usage
+    del written["runqueue_wait_s"]  # written before the run-queue wait was measured
+    assert GeneratorUsage.from_json(written) == GeneratorUsage(2, 1.5, loop_lag_p99_ms=3.25, runqueue_wait_s=None)
+
+
+def test_scheduled_may_be_zero_but_not_negative():
+    assert dataclasses.replace(load(1), scheduled=0).scheduled == 0  # a window in which no arrival was due
+    with pytest.raises(ValueError, match=exactly("scheduled must be >= 0, got -1")):
+        dataclasses.replace(load(1), scheduled=-1)
+
+
+def test_the_late_threshold_is_at_least_exactly_1_ms():
+    assert dataclasses.replace(load(1), late_threshold_ms=1.0).late_threshold_ms == 1.0
+    with pytest.raises(ValueError, match=exactly("late_threshold_ms must be at least 1 ms, got 0.9999995")):
+        dataclasses.replace(load(1), late_threshold_ms=0.9999995)
+
+
+def test_a_load_summary_writes_and_reads_its_schedule_and_late_threshold():
+    summary = dataclasses.replace(load(3), scheduled=4, late_threshold_ms=2.5)
+    written = summary.to_json()
+    assert list(written) == [
+        "duration_s", "requests", "errors", "errors_by_code", "dropped", "late", "inferences", "offered_rate_rps",
+        "scheduled", "late_threshold_ms", "achieved_rate_rps", "throughput_rps", "inferences_per_s", "error_rate",
+        "late_fraction", "dropped_fraction", "response_time", "service_time",
+    ]
+    assert (written["scheduled"], written["late_threshold_ms"]) == (4, 2.5)
+    assert LoadSummary.from_json(json.loads(json.dumps(written))) == summary
+    del written["scheduled"], written["late_threshold_ms"]  # written before either field existed
+    old = LoadSummary.from_json(written)
+    assert old.scheduled is None and old.late_threshold_ms == 1.0
+    assert old == dataclasses.replace(summary, scheduled=None, late_threshold_ms=1.0)
+
+
+def test_timing_tolerance_may_be_zero_but_must_stay_under_one():
+    assert WindowPolicy(timing_tolerance=0.0).timing_tolerance == 0.0  # the bound is then 1 ms
+    for value in (1.0, 1.5, -0.01):
+        with pytest.raises(ConfigError, match=exactly(f"timing_tolerance must be in [0, 1), got {value}")):
+            WindowPolicy(timing_tolerance=value)
+
+
+def test_a_policy_written_before_timing_tolerance_reads_the_default_and_every_other_field_is_required():
+    policy = WindowPolicy(window_s=4.0, timing_tolerance=0.2)
+    written = policy.to_json()
+    assert WindowPolicy.from_json(json.loads(json.dumps(written))) == policy
+    assert WindowPolicy.from_json(written).timing_tolerance == 0.2
+    del written["timing_tolerance"]
+    assert WindowPolicy.from_json(written) == dataclasses.replace(policy, timing_tolerance=0.05)
+    written = WindowPolicy().to_json()
+    del written["window_s"]
+    with pytest.raises(KeyError, match=exactly("'window_s'")):
+        WindowPolicy.from_json(written)
+
+
+def test_an_unknown_client_state_is_refused_naming_the_known_ones():
+    with pytest.raises(ValueError, match=exactly("client state must be one of ('ok', 'saturated', 'starved'), got 'busy'")):
+        window(client="busy")
+
+
+def test_a_saturated_window_writes_that_it_was_client_bound_and_reads_back_unchanged():
+    records = [RequestRecord("a", "a", k * MS, k * MS, k * MS + MS, 1, "OK", 8, 0) for k in range(10)]
+    saturated = summarize_window(0, 0, 5 * S, records, {"a": 80.0}, WindowPolicy(),
+                                 [GeneratorUsage(0, 4.6, loop_lag_p99_ms=0.5, runqueue_wait_s=0.25)])
+    assert saturated.client == "saturated"
+    written = saturated.to_json()
+    assert list(written) == ["schema_version", "index", "start_ns", "end_ns", "client", "client_bound", "generator",
+                             "lost_workers", "aggregate", "tenants"]
+    assert (written["client"], written["client_bound"]) == ("saturated", True)
+    assert WindowSummary.from_json(json.loads(json.dumps(written))) == saturated
+    assert (_ok_window().to_json()["client"], _ok_window().to_json()["client_bound"]) == ("ok", False)
+
+
+# ----------------------------------------------------------------------------- scheduled arrivals and the timing tolerance
+
+
+def _sent(tenant, k, delay_ms, service_ms):
+    """The k-th request of `tenant`, intended at k ms, sent `delay_ms` later, taking `service_ms`."""
+    intended = k * MS
+    return RequestRecord(tenant, tenant, intended, intended + delay_ms * MS, intended + (delay_ms + service_ms) * MS,
+                         1, "OK", 8, 0)
+
+
+def test_each_tenant_keeps_its_scheduled_arrivals_and_the_aggregate_their_sum():
+    records = [_sent("a", k, 0, 10) for k in range(3)] + [_sent("b", k, 0, 10) for k in range(2)]
+    rates = {"a": 1.0, "b": 2.0}
+    both = summarize_window(0, 0, 5 * S, records, rates, WindowPolicy(), (), {"a": 4, "b": 7})
+    assert (both.tenants["a"].scheduled, both.tenants["b"].scheduled, both.aggregate.scheduled) == (4, 7, 11)
+    assert both.tenants["a"].completion_ratio == 0.75
+    one = summarize_window(0, 0, 5 * S, records, rates, WindowPolicy(), (), {"a": 4})
+    assert (one.tenants["a"].scheduled, one.tenants["b"].scheduled, one.aggregate.scheduled) == (4, None, None)
+    assert summarize_load(records, 5 * S, 3.0, 6).scheduled == 6
+
+
+def test_the_policys_timing_tolerance_sets_every_tenants_and_the_aggregates_late_threshold():
+    # Service times of 100 ms: the bound is 5 ms at the default 5%, 50 ms at 50%. Tenant a's
+    # sends leave 20 ms late, b's on time.
+    records = [_sent("a", k, 20, 100) for k in range(2)] + [_sent("b", k, 0, 100) for k in range(2)]
+    rates = {"a": None, "b": None}
+    wide = summarize_window(0, 0, 5 * S, records, rates, WindowPolicy(timing_tolerance=0.5))
+    default = summarize_window(0, 0, 5 * S, records, rates, WindowPolicy())
+    assert [(s.late, s.late_threshold_ms) for s in (wide.tenants["a"], wide.tenants["b"], wide.aggregate)] == [
+        (0, 50.0), (0, 50.0), (0, 50.0)
+    ]
+    assert [(s.late, s.late_threshold_ms) for s in (default.tenants["a"], default.tenants["b"], default.aggregate)] == [
+        (2, 5.0), (0, 5.0), (2, 5.0)
+    ]
+
+
+def test_the_late_threshold_uses_the_nearest_rank_median():
+    # Of two samples the nearest-rank p50 is the first (rank ⌈0.5·2⌉ = 1): 5% of 100 ms, not of 300 ms.
+    records = [_sent("a", 0, 0, 300), _sent("a", 1, 0, 100)]
+    assert late_threshold_ns(records, 0.05) == 5_000_000
+    assert late_threshold_ns([], 0.05) == 1_000_000
+
+
+def test_an_unstable_completion_ratio_is_reported_per_scheduled_arrival():
+    # 100 completions in each window: throughput is steady, but of 100, 100 and 150 arrivals
+    # scheduled, so the ratios 1, 1 and 2/3 range -25% to +12.5% around their mean of 8/9.
+    history = [dataclasses.replace(load(100), scheduled=n) for n in (100, 100, 150)]
+    assert instability_reasons(history, WindowPolicy()) == (
+        "throughput per scheduled arrival of the last 3 windows ranged -25.0% to +12.5% of their mean (±10% allowed)",
+    )
+    assert instability_reasons([load(100)] * 3, WindowPolicy()) == ()
+
+
+def test_the_relative_spread_of_points_and_intervals_exactly():
+    F = Fraction
+    # The mean is of the points, not of the intervals' low ends: both windows cover 3.
+    assert _relative_spread([(3, 1, 3), (3, 3, 3)]) == (F(0), F(0))
+    # All-zero points do not spread.
+    assert _relative_spread([(0, 0, 0)] * 3) == (F(0), F(0))
+    # A mean of exactly 1 spreads like any other.
+    assert _relative_spread([(0.5, 0.5, 0.5), (1, 1, 1), (1.5, 1.5, 1.5)]) == (F(-1, 2), F(1, 2))
+    # Mean 2: an interval wholly below it counts from its high end (1.5/2 − 1), one above from its low end.
+    assert _relative_spread([(1, 0.5, 1.5), (3, 3, 3)]) == (F(-1, 4), F(1, 2))
+    # Mean 2: an interval that covers it counts 0.
+    assert _relative_spread([(1, 1, 3), (3, 3, 3)]) == (F(0), F(1, 2))
