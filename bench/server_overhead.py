@@ -5,7 +5,9 @@
 On half_plus_two (three floats in, three out, so TensorFlow's own work is negligible):
 - server CPU µs per Predict over gRPC and over REST (the server process's user+system CPU time
   over the measured window ÷ requests completed in it), and the client's, for comparison;
-- peak Predict/s in closed loop, with server-side batching off and on;
+- peak Predict/s in closed loop, with server-side batching off and on, and with batching off and
+  every op run in the handler's own thread (`--tensorflow_inter_op_parallelism=-1` beside an
+  intra-op count, as TF Serving takes it) instead of TensorFlow's inter-op pool;
 - the floor under the gRPC figure: grpcio's own server, measured the same way, with a handler that
   does nothing (bench.grpc_floor).
 Client and server share this machine's cores, so the peak rates are lower bounds.
@@ -14,6 +16,7 @@ Client and server share this machine's cores, so the peak rates are lower bounds
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,17 +102,20 @@ def main(argv):
     del argv
     rows = []
     batching = placement.BatchingSpec(max_batch_size=32, batch_timeout_micros=1000, num_batch_threads=2)
-    for label, spec in (("batching off", None), ("batching on", batching)):
-        with bench_server.half_plus_two_server(batching=spec) as server:
+    callers_thread = placement.Threads(intra_op=os.cpu_count() or 1, inter_op=-1)
+    setups = (("batching off", None, placement.Threads()), ("batching on", batching, placement.Threads()),
+              ("caller's thread", None, callers_thread))
+    for label, spec, threads in setups:
+        with bench_server.half_plus_two_server(batching=spec, threads=threads) as server:
             for protocol in ("grpc", "rest"):
-                row = {"batching": spec is not None, **_measure(server, protocol)}
+                row = {"batching": spec is not None, "inter_op": threads.inter_op, **_measure(server, protocol)}
                 rows.append(row)
-                print(f"{label:>12}, {protocol:>4}: {row['requests_per_s']:7.0f} Predict/s, server "
+                print(f"{label:>15}, {protocol:>4}: {row['requests_per_s']:7.0f} Predict/s, server "
                       f"{row['server_cpu_us_per_request']:5.0f} CPU µs/request, client "
                       f"{row['client_cpu_us_per_request']:5.0f} CPU µs/request", flush=True)
     floor = {"batching": None, **_measure_grpc_floor(options.GRPC_MIN_THREADS)}
     rows.append(floor)
-    print(f"grpcio floor, grpc: {floor['requests_per_s']:7.0f} Predict/s, server "
+    print(f"   grpcio floor, grpc: {floor['requests_per_s']:7.0f} Predict/s, server "
           f"{floor['server_cpu_us_per_request']:5.0f} CPU µs/request (a handler that does nothing)", flush=True)
     if _OUTPUT.value:
         Path(_OUTPUT.value).write_text(json.dumps(rows, indent=2) + "\n")

@@ -43,7 +43,7 @@ def _loop(duration_s: float) -> float:
     from tensorflow_serving.apis import predict_pb2
 
     from tfs_bench.export import known_answer
-    from tfs_bench.server import grpc_service, inference, metrics, predict, servables
+    from tfs_bench.server import grpc_service, inference, metrics, predict, predict_wire, servables
 
     with tempfile.TemporaryDirectory(prefix="server_profile.") as tmp:
         base = known_answer.write_models(tmp)
@@ -62,7 +62,7 @@ def _loop(duration_s: float) -> float:
     payload, context = request.SerializeToString(), _Context()
 
     def _one_request():
-        return service.Predict(predict_pb2.PredictRequest.FromString(payload), context).SerializeToString()
+        return service.Predict(predict_wire.parse(payload), context).SerializeToString()
 
     for _ in range(500):
         _one_request()

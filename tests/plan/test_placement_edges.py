@@ -135,10 +135,24 @@ def test_user_threads_oversubscribe_only_beyond_the_pinned_cores(intra_op, overs
     assert list(plan.notes) == (expected if oversubscribed else [])
 
 
-@pytest.mark.parametrize("field", ["intra_op", "inter_op", "session"])
-def test_each_negative_thread_count_is_refused(field):
-    with pytest.raises(ConfigError, match=exactly("thread counts must be >= 0")):
+@pytest.mark.parametrize("field", ["intra_op", "session"])
+def test_each_negative_pool_size_is_refused(field):
+    with pytest.raises(ConfigError, match=exactly("intra-op and session thread counts must be >= 0")):
         placement.Threads(**{field: -1})
+
+
+def test_inter_op_in_the_callers_thread_is_planned_beside_an_intra_op_count():
+    threads = placement.Threads(intra_op=1, inter_op=-1)
+    assert threads.flags() == ["--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=-1"]
+    assert placement.Threads.from_json(threads.to_json()) == threads
+
+
+def test_inter_op_in_the_callers_thread_without_an_intra_op_count_is_refused():
+    with pytest.raises(ConfigError, match=exactly(
+        "inter_op=-1 (each op in the caller's thread) needs intra_op > 0: "
+        "without it tensorflow_model_server ignores the setting"
+    )):
+        placement.Threads(inter_op=-1, session=2)
 
 
 def test_all_three_thread_settings_are_refused_with_the_reason():

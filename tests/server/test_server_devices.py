@@ -84,3 +84,12 @@ def test_thread_pools_are_set_only_when_asked():
     devices.configure_threads(3, 0, tf_config=config)
 
     assert (config.threading.intra, config.threading.inter) == (3, None)
+
+
+def test_a_negative_inter_op_count_reaches_tensorflow():
+    # TensorFlow's ConfigProto: negative inter-op parallelism runs each op in the caller's thread.
+    config = FakeTfConfig()
+
+    devices.configure_threads(2, -1, tf_config=config)
+
+    assert (config.threading.intra, config.threading.inter) == (2, -1)

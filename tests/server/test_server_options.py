@@ -166,6 +166,29 @@ def test_thread_counts_follow_tf_servings_rules():
         counts(1, 1, 1)
 
 
+def _options(session=0, intra=0, inter=0):
+    return ServerOptions(model_base_path="/m", session_parallelism=session,
+                         intra_op_parallelism=intra, inter_op_parallelism=inter)
+
+
+def test_a_negative_inter_op_count_passes_only_beside_an_intra_op_count_as_in_tf_serving():
+    # server.cc: the pair is used when either is > 0; otherwise both take the session count.
+    assert _options(intra=2, inter=-1).thread_counts == (2, -1)
+    assert not _options(intra=2, inter=-1).ignored_inter_op
+    assert _options(session=3, inter=-1).thread_counts == (3, 3)
+    assert _options(session=3, inter=-1).ignored_inter_op
+    assert _options(inter=-1).thread_counts == (0, 0)
+    assert _options(inter=-1).ignored_inter_op
+    assert not _options(intra=2, inter=1).ignored_inter_op
+
+
+@pytest.mark.parametrize("field", ["session", "intra"])
+def test_negative_pool_sizes_are_refused(field):
+    name = {"session": "session_parallelism", "intra": "intra_op_parallelism"}[field]
+    with pytest.raises(ConfigError, match=f"^{name} must be >= 0, got -1$"):
+        _options(**{field: -1})
+
+
 def test_channel_arguments_become_ints_when_numeric():
     assert parse_channel_arguments("grpc.max_concurrent_streams=100, grpc.primary_user_agent=x,") == (
         ("grpc.max_concurrent_streams", 100), ("grpc.primary_user_agent", "x"),

@@ -139,15 +139,24 @@ class BatchingSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Threads:
-    """TF Serving's thread flags; 0 leaves the choice to TensorFlow."""
+    """TF Serving's thread flags; 0 leaves the choice to TensorFlow.
+
+    A negative inter_op runs every op in the thread that calls the Session (TensorFlow's
+    ConfigProto), and TF Serving applies it only beside a positive intra_op.
+    """
 
     intra_op: int = 0
     inter_op: int = 0
     session: int = 0
 
     def __post_init__(self):
-        if min(self.intra_op, self.inter_op, self.session) < 0:
-            raise ConfigError("thread counts must be >= 0")
+        if min(self.intra_op, self.session) < 0:
+            raise ConfigError("intra-op and session thread counts must be >= 0")
+        if self.inter_op < 0 and self.intra_op <= 0:
+            raise ConfigError(
+                f"inter_op={self.inter_op} (each op in the caller's thread) needs intra_op > 0: "
+                "without it tensorflow_model_server ignores the setting"
+            )
         if self.intra_op and self.inter_op and self.session:
             raise ConfigError(
                 "set --tensorflow_session_parallelism or the intra/inter-op pair, not all three "

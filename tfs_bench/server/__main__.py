@@ -126,7 +126,9 @@ _TENSORFLOW_INTRA_OP_PARALLELISM = flags.DEFINE_integer(
     "tensorflow_intra_op_parallelism", 0, "Threads within one op (0 = TF default).", lower_bound=0
 )
 _TENSORFLOW_INTER_OP_PARALLELISM = flags.DEFINE_integer(
-    "tensorflow_inter_op_parallelism", 0, "Ops run in parallel (0 = TF default).", lower_bound=0
+    "tensorflow_inter_op_parallelism", 0,
+    "Ops run in parallel (0 = TF default; negative = each op in the calling thread, which TF Serving "
+    "applies only together with --tensorflow_intra_op_parallelism > 0)."
 )
 _ENABLE_MODEL_WARMUP = flags.DEFINE_boolean(
     "enable_model_warmup", True, "Replay assets.extra/tf_serving_warmup_requests at load."

@@ -149,6 +149,12 @@ class ModelServer:
         """
         options = self._options
         _check_ports_free(options)
+        if options.ignored_inter_op:
+            logging.warning(
+                "--tensorflow_inter_op_parallelism=%d is ignored without --tensorflow_intra_op_parallelism > 0 "
+                "(as tensorflow_model_server ignores it); ops run in TensorFlow's inter-op pool",
+                options.inter_op_parallelism,
+            )
         devices.configure_threads(*options.thread_counts)
         devices.limit_gpu_memory(options.per_process_gpu_memory_fraction)
         if self._config.batching is not None:

@@ -24,11 +24,15 @@ class GpuMemoryLimit:
 
 
 def configure_threads(intra_op: int, inter_op: int, tf_config=None) -> None:
-    """Sets the process-wide pools (0 keeps TF's default); must precede any TF op."""
+    """Sets the process-wide pools (0 keeps TF's default); must precede any TF op.
+
+    A negative `inter_op` is TensorFlow's "run every op in the caller's thread" (ConfigProto's
+    inter_op_parallelism_threads): a Session run then costs no hand-off to the inter-op pool and back.
+    """
     tf_config = tf_config or _tf_config()
     if intra_op > 0:
         tf_config.threading.set_intra_op_parallelism_threads(intra_op)
-    if inter_op > 0:
+    if inter_op != 0:
         tf_config.threading.set_inter_op_parallelism_threads(inter_op)
 
 

@@ -10,22 +10,27 @@ from concurrent import futures
 from absl import logging
 
 import grpc
+from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import inference_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_management_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow_serving.apis import regression_pb2
 
 from tfs_bench import addresses
 from tfs_bench.errors import ConfigError
 from tfs_bench.server import inference as inference_lib
 from tfs_bench.server import model_config
 from tfs_bench.server import predict
+from tfs_bench.server import predict_wire
 from tfs_bench.server import status
 from tfs_bench.server import tensors
 from tfs_bench.server.status import ServingError
 
+PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 # A default Python gRPC server takes 4 MiB; TF Serving raises both limits to the protobuf maximum.
 MAX_MESSAGE_BYTES = 2**31 - 1
 # Leaves a reload this share of the client's deadline, so the client gets our status, not its own.
@@ -75,10 +80,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_answers_with_status
     def Predict(self, request, context):
-        with self._predictor.observe_request(request.model_spec.name, predict.ENTRYPOINT_GRPC):
-            return self._predict(request, context)
+        """`request` is a PredictRequest, or a predict_wire.ReceivedPredict (as the server receives it)."""
+        if not isinstance(request, predict_wire.ReceivedPredict):
+            request = predict_wire.ReceivedPredict(request)
+        with self._predictor.observe_request(request.request.model_spec.name, predict.ENTRYPOINT_GRPC):
+            return self._predict(request.request, request.contents, context)
 
-    def _predict(self, request, context):
+    def _predict(self, request, contents, context):
         _require_model_spec(request)
         call = predict.PredictCall(
             target=predict.target_of(request.model_spec),
@@ -86,7 +94,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             output_filter=tuple(request.output_filter),
             deadline_s=_deadline_s(context),
         )
-        result = self._predictor.predict(call, predict.proto_decoder(request.inputs, self._max_fill_bytes))
+        result = self._predictor.predict(call, predict.proto_decoder(request.inputs, self._max_fill_bytes, contents))
         response = predict_pb2.PredictResponse()
         for alias, array in result.outputs.items():
             tensors.from_numpy(array, response.outputs[alias])
@@ -162,6 +170,29 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
+def _prediction_handlers(service: PredictionService) -> grpc.GenericRpcHandler:
+    """PredictionService's methods, as the generated code registers them, except that Predict
+    reads its request with predict_wire (large tensor contents stay in the received bytes)."""
+
+    def handler(method, request_type, response_type, deserializer=None):
+        return grpc.unary_unary_rpc_method_handler(
+            method, request_deserializer=deserializer or request_type.FromString,
+            response_serializer=response_type.SerializeToString,
+        )
+
+    return grpc.method_handlers_generic_handler(PREDICTION_SERVICE, {
+        "Predict": handler(service.Predict, predict_pb2.PredictRequest, predict_pb2.PredictResponse,
+                           predict_wire.parse),
+        "Classify": handler(service.Classify, classification_pb2.ClassificationRequest,
+                            classification_pb2.ClassificationResponse),
+        "Regress": handler(service.Regress, regression_pb2.RegressionRequest, regression_pb2.RegressionResponse),
+        "MultiInference": handler(service.MultiInference, inference_pb2.MultiInferenceRequest,
+                                  inference_pb2.MultiInferenceResponse),
+        "GetModelMetadata": handler(service.GetModelMetadata, get_model_metadata_pb2.GetModelMetadataRequest,
+                                    get_model_metadata_pb2.GetModelMetadataResponse),
+    })
+
+
 def start_server(
     *,
     host: str,
@@ -183,7 +214,7 @@ def start_server(
     server_options = list(channel_arguments) + [(k, v) for k, v in defaults if k not in supplied]
     executor = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc")
     server = grpc.server(executor, options=server_options)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction_service, server)
+    server.add_generic_rpc_handlers((_prediction_handlers(prediction_service),))
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_service, server)
     listen = [addresses.join(host, port)] if port else []
     if socket_path:

@@ -50,7 +50,11 @@ def check_thread_counts(session: int, intra: int, inter: int) -> None:
 
 
 def resolve_thread_counts(session: int, intra: int, inter: int) -> tuple[int, int]:
-    """(intra, inter) as TF Serving derives them; 0 leaves TensorFlow's default."""
+    """(intra, inter) as TF Serving derives them (server.cc); 0 leaves TensorFlow's default.
+
+    A negative inter-op count (each op in the caller's thread) passes only beside a positive
+    intra-op count: alone, TF Serving falls back to the session count and ignores it.
+    """
     if intra > 0 or inter > 0:
         return intra, inter
     return session, session
@@ -144,6 +148,9 @@ class ServerOptions:
 
     def __post_init__(self):
         check_thread_counts(self.session_parallelism, self.intra_op_parallelism, self.inter_op_parallelism)
+        for name in ("session_parallelism", "intra_op_parallelism"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         check_batching(self.enable_batching, self.batching_parameters_file)
         check_ports(self.grpc_port, self.rest_api_port)
         check_model_source(self.model_config_file, self.model_base_path)
@@ -165,8 +172,14 @@ class ServerOptions:
             raise ConfigError("reload_timeout_s must be > 0 and shutdown_grace_s >= 0")
 
     @property
+    def ignored_inter_op(self) -> bool:
+        """A negative --tensorflow_inter_op_parallelism that TF Serving's rule drops (no intra-op count)."""
+        return self.inter_op_parallelism < 0 and self.thread_counts[1] >= 0
+
+    @property
     def thread_counts(self) -> tuple[int, int]:
-        """(intra_op, inter_op) threads; 0 means TensorFlow's default."""
+        """(intra_op, inter_op) threads; 0 means TensorFlow's default, a negative inter_op the
+        caller's thread."""
         return resolve_thread_counts(
             self.session_parallelism, self.intra_op_parallelism, self.inter_op_parallelism
         )

@@ -71,15 +71,18 @@ def target_of(model_spec) -> ModelTarget:
 
 
 
-def proto_decoder(inputs: Mapping, max_fill_bytes: int = tensors.DEFAULT_MAX_FILL_BYTES) -> Decoder:
-    """A decoder for a request's map of TensorProtos (gRPC requests and warm-up records)."""
+def proto_decoder(inputs: Mapping, max_fill_bytes: int = tensors.DEFAULT_MAX_FILL_BYTES,
+                  contents: Mapping | None = None) -> Decoder:
+    """A decoder for a request's map of TensorProtos (gRPC requests and warm-up records);
+    `contents` holds the tensor_content that predict_wire left out of the protos, by alias."""
+    contents = contents or {}
 
     def decode(signature: Signature) -> dict[str, np.ndarray]:
         check_input_aliases(signature, list(inputs))
         arrays = {}
         for alias, proto in inputs.items():
             try:
-                arrays[alias] = tensors.to_numpy(proto, max_fill_bytes)
+                arrays[alias] = tensors.to_numpy(proto, max_fill_bytes, contents.get(alias))
             except tensors.TensorLimitError as e:
                 raise status.invalid_argument(f"tensor {alias}: {e}") from None
             except tensors.TensorParseError:
