@@ -220,6 +220,13 @@ def _truncated_content():
     return request
 
 
+def _truncated_large_content():
+    # Large enough that the server keeps the content outside the parsed message (predict_wire).
+    request = make_request(x=np.ones((30_000, 3), dtype=np.float32))
+    request.inputs["x"].tensor_content = request.inputs["x"].tensor_content[:-4]
+    return request
+
+
 def _unknown_rank():
     request = make_request()
     request.inputs["x"].tensor_shape.unknown_rank = True
@@ -257,13 +264,14 @@ def _unknown_rank():
         (lambda: make_request(x=X.astype(np.float64)), grpc.StatusCode.INVALID_ARGUMENT,
          "Expects arg[0] to be float but double is provided"),
         (_truncated_content, grpc.StatusCode.INVALID_ARGUMENT, "tensor parsing error: x"),
+        (_truncated_large_content, grpc.StatusCode.INVALID_ARGUMENT, "tensor parsing error: x"),
         (_unknown_rank, grpc.StatusCode.INVALID_ARGUMENT, "tensor parsing error: x"),
     ],
     ids=[
         "missing_model_spec", "unknown_model", "unknown_version", "version_not_in_policy",
         "unknown_label", "unknown_signature", "extra_input", "missing_input", "renamed_input",
         "unknown_output", "duplicate_output", "int32_for_float", "double_for_float",
-        "truncated_tensor_content", "unknown_rank",
+        "truncated_tensor_content", "truncated_large_tensor_content", "unknown_rank",
     ],
 )
 def test_predict_errors_match_tf_serving(stubs, build, code, message):

@@ -2,8 +2,8 @@
 
 grpcio hands the server each request as one bytes object. Parsing it with protobuf copies every
 tensor_content into the message, and each read of the field copies it again: for a batch of
-eight 224 px float32 images that is 4.6 MiB twice, about 1.2 ms of CPU per request on the
-development machine (`docs/performance.md`). TF Serving's C++ parser does one copy.
+eight 224 px float32 images that is 4.6 MiB twice, about 1.3 ms of CPU per request on the
+development machine (`python -m bench.request_decode`, `docs/performance.md`).
 
 `parse` walks the wire format of the request's top level, its inputs map and their TensorProtos.
 Where an input holds one large tensor_content, that field is cut out of the bytes given to
