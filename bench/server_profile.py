@@ -1,18 +1,22 @@
 """The embedded server's own work per Predict, in one process, for a profiler to look at.
 
-  python -m bench.server_profile [--duration_s=8]
+  python -m bench.server_profile [--duration_s=8] [--callers_thread]
   py-spy record -r 500 -f raw -o predict.raw -- python -m bench.server_profile --duration_s=8
   python -m bench.server_profile --summarize=predict.raw
 
 Serialized Predict requests for half_plus_two go straight to the gRPC servicer (parse, Predict,
 serialize the response), with metrics on and no network, so a profile holds only the server's
-work; the loop prints µs per request. `--summarize` reads a py-spy raw profile and prints, for
-the frames under the loop, the share of samples each function was on the stack for.
+work; the loop prints wall-clock and CPU µs per request. `--callers_thread` runs each op in the
+thread that calls the Session (`--tensorflow_inter_op_parallelism=-1` beside an intra-op count,
+as the server takes it) instead of TensorFlow's inter-op pool. `--summarize` reads a py-spy raw
+profile and prints, for the frames under the loop, the share of samples each function was on
+the stack for.
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import re
 import tempfile
 import time
@@ -24,6 +28,8 @@ from absl import flags
 _DURATION = flags.DEFINE_float("duration_s", 8.0, "Seconds of measured requests.")
 _SUMMARIZE = flags.DEFINE_string("summarize", None, "A py-spy raw profile to summarize instead.")
 _TOP = flags.DEFINE_integer("top", 25, "Functions printed by --summarize.")
+_CALLERS_THREAD = flags.DEFINE_boolean(
+    "callers_thread", False, "Run each op in the calling thread, not in TensorFlow's inter-op pool.")
 
 _LOOP_FRAME = "_one_request"
 
@@ -38,12 +44,16 @@ class _Context:
         raise RuntimeError(f"{code}: {message}")
 
 
-def _loop(duration_s: float) -> float:
+def _loop(duration_s: float, callers_thread: bool) -> tuple[float, float]:
+    """(wall-clock µs, CPU µs) per request."""
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
     from tfs_bench.export import known_answer
-    from tfs_bench.server import grpc_service, inference, metrics, predict, predict_wire, servables
+    from tfs_bench.server import devices, grpc_service, inference, metrics, predict, predict_wire, servables
+
+    if callers_thread:
+        devices.configure_threads(os.cpu_count() or 1, -1)
 
     with tempfile.TemporaryDirectory(prefix="server_profile.") as tmp:
         base = known_answer.write_models(tmp)
@@ -66,11 +76,11 @@ def _loop(duration_s: float) -> float:
 
     for _ in range(500):
         _one_request()
-    count, start = 0, time.perf_counter()
+    count, start, cpu_start = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < duration_s:
         _one_request()
         count += 1
-    return (time.perf_counter() - start) / count * 1e6
+    return (time.perf_counter() - start) / count * 1e6, (time.process_time() - cpu_start) / count * 1e6
 
 
 def _short(frame: str) -> str:
@@ -110,7 +120,9 @@ def main(argv):
         for share, frame in summarize(_SUMMARIZE.value, _TOP.value):
             print(f"{share:6.1%}  {frame}")
         return
-    print(f"in-process Predict: {_loop(_DURATION.value):.1f} µs per request")
+    wall_us, cpu_us = _loop(_DURATION.value, _CALLERS_THREAD.value)
+    where = "each op in the calling thread" if _CALLERS_THREAD.value else "TensorFlow's inter-op pool"
+    print(f"in-process Predict ({where}): {wall_us:.1f} µs per request, {cpu_us:.1f} CPU µs per request")
 
 
 if __name__ == "__main__":
