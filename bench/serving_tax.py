@@ -7,7 +7,8 @@ thread settings two ways, interleaved round by round: served by the embedded ser
 (closed loop, with each of `--served_concurrencies` requests in flight), and raw, in a fresh
 process, by TensorFlow alone, with each of `--raw_concurrencies` callers. Each side's best is
 taken (the served throughput at saturation against TensorFlow at its best). The ratio
-of each round is printed, then the median. Target: >= 0.95.
+of each round is printed, then the median. Rounds alternate which side goes first, so a machine
+whose speed drifts during the run does not favour one side in every round. Target: >= 0.95.
 """
 
 from __future__ import annotations
@@ -68,20 +69,32 @@ def _pixels(card, batch_size: int) -> np.ndarray:
     return (rng.random((batch_size, h, w, c)) * 255).astype(card.input_encoding)
 
 
-def _round(server, export, batch_size: int) -> dict:
+def _served(server, export, batch_size: int) -> dict:
     card = export.card
     payload = closed_loop.predict_bytes(card.export_name, card.inputs[0].name, _pixels(card, batch_size))
-    served = {
+    return {
         concurrency: closed_loop.grpc_loop(server.grpc_target, payload, concurrency, _WARMUP.value, _DURATION.value)
         for concurrency in map(int, _SERVED_CONCURRENCIES.value)
     }
-    served_best = max(served, key=lambda c: served[c].requests_per_s)
-    raw = {
+
+
+def _raw(export, batch_size: int) -> dict:
+    return {
         concurrency: raw_throughput.measure_in_fresh_process(raw_throughput.RawRequest(
             str(export.version_dir), batch_size=batch_size, duration_s=_DURATION.value, warmup_s=_WARMUP.value,
             concurrency=concurrency, intra_op=_INTRA.value, inter_op=_INTER.value)).images_per_s
         for concurrency in map(int, _RAW_CONCURRENCIES.value)
     }
+
+
+def _round(server, export, batch_size: int, raw_first: bool) -> dict:
+    if raw_first:
+        raw = _raw(export, batch_size)
+        served = _served(server, export, batch_size)
+    else:
+        served = _served(server, export, batch_size)
+        raw = _raw(export, batch_size)
+    served_best = max(served, key=lambda c: served[c].requests_per_s)
     best = max(raw, key=raw.get)
     served_ips = served[served_best].requests_per_s * batch_size
     return {"served_images_per_s": served_ips, "served_best_concurrency": served_best,
@@ -89,7 +102,8 @@ def _round(server, export, batch_size: int) -> dict:
             "raw_images_per_s": raw[best],
             "raw_best_concurrency": best, "raw_images_per_s_by_concurrency": raw,
             "serving_tax": served_ips / raw[best],
-            "client_cpu_us_per_request": served[served_best].client_cpu_us_per_request}
+            "client_cpu_us_per_request": served[served_best].client_cpu_us_per_request,
+            "raw_first": raw_first}
 
 
 def main(argv):
@@ -103,7 +117,7 @@ def main(argv):
     with tempfile.TemporaryDirectory(prefix="serving_tax.") as tmp, _start_server(exports.values(), Path(tmp)) as server:
         for encoding, export in exports.items():
             for batch_size in map(int, _BATCH_SIZES.value):
-                rounds = [_round(server, export, batch_size) for _ in range(_ROUNDS.value)]
+                rounds = [_round(server, export, batch_size, raw_first=i % 2 == 1) for i in range(_ROUNDS.value)]
                 taxes = [r["serving_tax"] for r in rounds]
                 row = {"encoding": encoding, "batch_size": batch_size, "rounds": rounds,
                        "median_serving_tax": statistics.median(taxes),
