@@ -8,6 +8,7 @@ about ten times faster than extending the repeated field element by element.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import ml_dtypes
@@ -216,6 +217,12 @@ def length_delimited(field_number: int, payload: bytes) -> bytes:
 
 def _tensor_bytes(dtype_enum: int, shape: tuple[int, ...], field_number: int, raw: bytes) -> bytes:
     # TensorProto: dtype = 1 (varint), tensor_shape = 2 { dim = 2 { size = 1 } }, typed field packed.
-    dims = b"".join(length_delimited(2, b"\x08" + varint(size)) for size in shape)
-    out = b"\x08" + varint(dtype_enum) + length_delimited(2, dims)
+    out = _tensor_header(dtype_enum, shape)
     return out + length_delimited(field_number, raw) if raw else out
+
+
+@functools.lru_cache(maxsize=256)
+def _tensor_header(dtype_enum: int, shape: tuple[int, ...]) -> bytes:
+    """The dtype and shape fields; a model answers with a few shapes, so each is encoded once."""
+    dims = b"".join(length_delimited(2, b"\x08" + varint(size)) for size in shape)
+    return b"\x08" + varint(dtype_enum) + length_delimited(2, dims)
