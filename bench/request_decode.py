@@ -20,25 +20,13 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from bench import closed_loop
 from tfs_bench.server import predict_wire
 from tfs_bench.server import tensors
 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "8"], "Images per request.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs per figure; the best is printed.", lower_bound=1)
-_BUDGET_S = flags.DEFINE_float("run_s", 0.5, "Seconds per timed run (at least 20 decodes).")
-
-
-def _request(array: np.ndarray) -> bytes:
-    from tensorflow_serving.apis import predict_pb2
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "m"
-    proto = request.inputs["x"]
-    proto.dtype = tensors.dtype_enum_of(array)
-    for size in array.shape:
-        proto.tensor_shape.dim.add(size=size)
-    proto.tensor_content = array.tobytes()
-    return request.SerializeToString()
+_RUN_S = flags.DEFINE_float("run_s", 0.5, "Seconds per timed run (at least 20 decodes).")
 
 
 def _with_protobuf(data: bytes) -> np.ndarray:
@@ -56,7 +44,7 @@ def _best_us(decode, data: bytes) -> float:
     decode(data)
     once = time.perf_counter()
     decode(data)
-    count = max(20, int(_BUDGET_S.value / max(time.perf_counter() - once, 1e-7)))
+    count = max(20, int(_RUN_S.value / max(time.perf_counter() - once, 1e-7)))
     best = float("inf")
     for _ in range(_REPEATS.value):
         start = time.process_time()
@@ -76,7 +64,7 @@ def main(argv):
         cases.append((f"[{batch}, 224, 224, 3] uint8", pixels.astype(np.uint8)))
     print("CPU µs per request decoded (best of runs): protobuf whole, predict_wire")
     for name, array in cases:
-        data = _request(array)
+        data = closed_loop.predict_bytes("m", "x", array)  # the content as tensor_content
         np.testing.assert_array_equal(_with_protobuf(data), _with_predict_wire(data))
         old, new = _best_us(_with_protobuf, data), _best_us(_with_predict_wire, data)
         print(f"{name:>30} ({len(data) / 2**20:6.2f} MiB): {old:8.1f} {new:8.1f}", flush=True)

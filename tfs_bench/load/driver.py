@@ -373,8 +373,6 @@ def _probe_mix(mix: TrafficMix, tenant: str | None, rate_rps: float) -> TrafficM
     return scale_open_loop(mix, rate_rps) if tenant is None else mix.with_rate(tenant, rate_rps)
 
 
-
-
 # ----------------------------------------------------------------------------- one run
 
 

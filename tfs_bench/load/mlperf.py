@@ -262,4 +262,3 @@ class _Sut:
     async def _drained(self) -> None:
         await asyncio.gather(*self._inflight, return_exceptions=True)
         self._flush()
-

@@ -129,7 +129,6 @@ class WorkerHost:
         self._process: asyncio.subprocess.Process | None = None
         self._events: list[bytes] = []
         self._news = asyncio.Event()
-        self._records = None
         self._tail = RecordTail(Path(self._dir) / "records.csv")
         self._offset_ns = 0
         self._reader = None
@@ -193,12 +192,7 @@ class WorkerHost:
     def _read_records(self) -> str:
         """The whole rows written since the last read, converted here to the driver's clock, so
         that the driver only parses them, as it parses a local worker's file."""
-        if self._records is None:
-            try:
-                self._records = open(os.path.join(self._dir, "records.csv"), "rb")
-            except FileNotFoundError:
-                return ""
-        return csv_rows(record_from_node(r, self._offset_ns) for r in self._tail.parse(self._records.read()))
+        return csv_rows(record_from_node(r, self._offset_ns) for r in self._tail.read())
 
     async def close(self) -> None:
         if self._process is not None and self._process.returncode is None:
@@ -208,8 +202,7 @@ class WorkerHost:
             except asyncio.TimeoutError:
                 self._process.kill()
                 await self._process.wait()
-        if self._records is not None:
-            self._records.close()
+        self._tail.close()
         self._log.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 

@@ -21,6 +21,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
 
 from tfs_bench import addresses
+from tfs_bench import wire
 from tfs_bench.errors import ConfigError
 from tfs_bench.server import inference as inference_lib
 from tfs_bench.server import model_config
@@ -30,7 +31,6 @@ from tfs_bench.server import status
 from tfs_bench.server import tensors
 from tfs_bench.server.status import ServingError
 
-PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 # A default Python gRPC server takes 4 MiB; TF Serving raises both limits to the protobuf maximum.
 MAX_MESSAGE_BYTES = 2**31 - 1
 # Leaves a reload this share of the client's deadline, so the client gets our status, not its own.
@@ -80,9 +80,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_answers_with_status
     def Predict(self, request, context):
-        """`request` is a PredictRequest, or a predict_wire.ReceivedPredict (as the server receives it)."""
-        if not isinstance(request, predict_wire.ReceivedPredict):
-            request = predict_wire.ReceivedPredict(request)
+        """`request` is a predict_wire.ReceivedPredict: the server reads Predict with predict_wire.parse."""
         with self._predictor.observe_request(request.request.model_spec.name, predict.ENTRYPOINT_GRPC):
             return self._predict(request.request, request.contents, context)
 
@@ -180,7 +178,7 @@ def _prediction_handlers(service: PredictionService) -> grpc.GenericRpcHandler:
             response_serializer=response_type.SerializeToString,
         )
 
-    return grpc.method_handlers_generic_handler(PREDICTION_SERVICE, {
+    return grpc.method_handlers_generic_handler(wire.SERVICE, {
         "Predict": handler(service.Predict, predict_pb2.PredictRequest, predict_pb2.PredictResponse,
                            predict_wire.parse),
         "Classify": handler(service.Classify, classification_pb2.ClassificationRequest,

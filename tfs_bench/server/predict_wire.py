@@ -24,8 +24,8 @@ from tensorflow_serving.apis import predict_pb2
 
 from tfs_bench.server import tensors
 
-# Below this the two copies cost less than the walk (about 20 µs on the development machine,
-# bench.request_decode): the content stays in the message.
+# The walk costs the same whatever the size, and protobuf's copies grow with it: below this the
+# copies cost less (bench.request_decode), and the content stays in the message.
 MIN_OUT_OF_BAND_BYTES = 256 * 1024
 
 _LENGTH_DELIMITED = 2
